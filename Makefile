@@ -1,0 +1,36 @@
+# The README's commands. `make train` and `make test` set everything up from requirements.lock first.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+UV     := $(VENV)/bin/uv
+SOURCE ?=
+ARGS   ?=
+export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
+export PREFECT_HOME ?= $(CURDIR)/.prefect
+
+.PHONY: setup train test test-fast lint lock clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.lock
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet uv==0.13.8
+	$(UV) pip install --python $(PY) --quiet -r requirements.lock
+	touch $@
+
+train: setup  ## run train-flow with defaults; SOURCE=<folder, archive, URL or s3://> for another dataset
+	$(PY) typer_cli.py train $(if $(SOURCE),--source "$(SOURCE)") $(ARGS)
+
+test: setup  ## the whole test suite (unit + end-to-end on ../shared/data)
+	$(PY) -m pytest $(ARGS)
+
+test-fast: setup
+	$(PY) -m pytest -m "not slow" $(ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+lock:  ## re-resolve requirements.in into requirements.lock
+	$(UV) pip compile requirements.in -o requirements.lock --python-version 3.11 --python-platform x86_64-manylinux_2_28
+
+clean:
+	rm -rf work mlartifacts mlruns mlflow.db .prefect

@@ -1,0 +1,100 @@
+"""Audio decoding: any libsndfile format to mono float32 at a target sample rate."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import librosa
+import numpy as np
+import soundfile as sf
+
+
+class AudioDecodeError(Exception):
+    """A file could not be decoded as audio; the message names the file and the reason."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = str(path)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What a file's header says.
+
+    Attributes:
+        sample_rate: native rate (in Hz).
+        channels: channel count.
+        duration_s: length (in seconds).
+    """
+
+    sample_rate: int
+    channels: int
+    duration_s: float
+
+
+def audio_info(path: str | Path) -> AudioInfo:
+    """Read the header of ``path`` without decoding the samples.
+
+    Raises:
+        AudioDecodeError: the file is missing, empty or not a readable audio format.
+    """
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError, OSError) as exc:
+        raise AudioDecodeError(path, f"unreadable header ({exc})") from exc
+    if info.frames <= 0:
+        raise AudioDecodeError(path, "zero-length audio")
+    return AudioInfo(info.samplerate, info.channels, info.frames / info.samplerate)
+
+
+def load_audio(path: str | Path, sample_rate: int, *, max_duration_s: float | None = None) -> np.ndarray:
+    """Decode ``path``, mix to mono and resample.
+
+    Args:
+        path: any format libsndfile reads (WAV, AU, AIFF, FLAC, Ogg, MP3, ...).
+        sample_rate: target rate (in Hz).
+        max_duration_s: keep at most this many seconds from the start (``None``: all).
+
+    Returns:
+        Samples in [-1, 1], float32, shape (time,), at ``sample_rate`` Hz.
+
+    Raises:
+        AudioDecodeError: unreadable, truncated, zero-length or non-finite audio.
+    """
+    try:
+        with sf.SoundFile(str(path)) as f:
+            native_sr = f.samplerate
+            frames = f.frames if max_duration_s is None else min(f.frames, int(max_duration_s * native_sr))
+            data = f.read(frames, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, OSError) as exc:
+        raise AudioDecodeError(path, f"cannot decode ({exc})") from exc
+    if data.shape[0] == 0:
+        raise AudioDecodeError(path, "zero-length audio")
+    if not np.isfinite(data).all():
+        raise AudioDecodeError(path, "non-finite samples")
+    return to_mono_resampled(data, native_sr, sample_rate)
+
+
+def to_mono_resampled(data: np.ndarray, orig_sr: int, sample_rate: int) -> np.ndarray:
+    """Mix (time, channels) or (time,) samples to mono and resample to ``sample_rate`` Hz.
+
+    Returns:
+        float32, shape (time',), time' = round(time * sample_rate / orig_sr).
+    """
+    mono = data.mean(axis=1) if data.ndim == 2 else data
+    mono = np.ascontiguousarray(mono, dtype=np.float32)
+    if orig_sr != sample_rate:
+        mono = librosa.resample(mono, orig_sr=orig_sr, target_sr=sample_rate, res_type="soxr_hq")
+    return mono.astype(np.float32, copy=False)
+
+
+def file_sha256(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's bytes, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(chunk_bytes), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

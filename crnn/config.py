@@ -1,0 +1,241 @@
+"""Frozen configuration dataclasses: the only home of defaults.
+
+Every class validates itself in ``__post_init__`` and raises ``ValueError`` naming the bad
+value. ``flatten`` turns a config tree into ``{"features.n_mels": 96, ...}`` for MLflow params.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ValueError(msg)
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Log-mel front end and segmentation.
+
+    Attributes:
+        sample_rate: audio is resampled to this rate (in Hz) before analysis.
+        n_fft: FFT size (in samples); the window length equals ``n_fft``.
+        hop_length: hop between frames (in samples).
+        n_mels: number of mel bands (Slaney mel scale and Slaney area normalisation).
+        f_min: lowest mel band edge (in Hz).
+        f_max: highest mel band edge (in Hz); ``None`` means ``sample_rate / 2``.
+        segment_s: length of one model input segment (in seconds).
+        overlap_s: overlap between consecutive segments of a track (in seconds).
+        min_segment_s: shortest audio (in seconds) still scored as one (shorter) segment.
+    """
+
+    sample_rate: int = 22050
+    n_fft: int = 1024
+    hop_length: int = 512
+    n_mels: int = 96
+    f_min: float = 0.0
+    f_max: float | None = None
+    segment_s: float = 3.0
+    overlap_s: float = 1.5
+    min_segment_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        _check(self.sample_rate > 0, f"sample_rate must be > 0 Hz, got {self.sample_rate}")
+        _check(self.n_fft > 0, f"n_fft must be > 0 samples, got {self.n_fft}")
+        _check(
+            0 < self.hop_length <= self.n_fft, f"hop_length must be in (0, n_fft={self.n_fft}], got {self.hop_length}"
+        )
+        _check(self.n_mels > 0, f"n_mels must be > 0, got {self.n_mels}")
+        nyquist = self.sample_rate / 2
+        f_max = nyquist if self.f_max is None else self.f_max
+        _check(
+            0 <= self.f_min < f_max <= nyquist,
+            f"need 0 <= f_min < f_max <= {nyquist} Hz, got f_min={self.f_min}, f_max={self.f_max}",
+        )
+        _check(self.segment_s > 0, f"segment_s must be > 0 s, got {self.segment_s}")
+        _check(
+            0 <= self.overlap_s < self.segment_s,
+            f"overlap_s must be in [0, segment_s={self.segment_s}) s, got {self.overlap_s}",
+        )
+        _check(
+            0 < self.min_segment_s <= self.segment_s,
+            f"min_segment_s must be in (0, segment_s] s, got {self.min_segment_s}",
+        )
+
+    @property
+    def resolved_f_max(self) -> float:
+        """Upper band edge in Hz (``f_max`` or the Nyquist frequency)."""
+        return self.sample_rate / 2 if self.f_max is None else float(self.f_max)
+
+    def seconds_to_frames(self, seconds: float) -> int:
+        """Number of log-mel frames spanning ``seconds`` of audio (at least 1)."""
+        return max(1, int(round(seconds * self.sample_rate / self.hop_length)))
+
+    @property
+    def segment_frames(self) -> int:
+        """Segment length in frames."""
+        return self.seconds_to_frames(self.segment_s)
+
+    @property
+    def hop_frames(self) -> int:
+        """Distance between segment starts in frames."""
+        return max(1, self.seconds_to_frames(self.segment_s - self.overlap_s))
+
+    @property
+    def min_frames(self) -> int:
+        """Shortest input in frames that is still scored."""
+        return self.seconds_to_frames(self.min_segment_s)
+
+    def cache_key(self) -> str:
+        """Hash of the fields that change a log-mel spectrogram (not the segmentation)."""
+        spectral = {k: getattr(self, k) for k in ("sample_rate", "n_fft", "hop_length", "n_mels", "f_min")}
+        spectral["f_max"] = self.resolved_f_max
+        return hashlib.sha256(json.dumps(spectral, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """CRNN architecture (seed ``000`` design).
+
+    Attributes:
+        channels: output channels of each convolution block.
+        freq_pool: max-pool factor along mel bands per block; their product must divide ``n_mels``.
+        time_pool: max-pool factor along frames per block.
+        rnn_type: ``"gru"`` or ``"lstm"`` (bidirectional).
+        rnn_hidden: hidden units per direction.
+        rnn_layers: stacked recurrent layers.
+        attention_dim: size of the additive attention scorer.
+        dropout: dropout before the classifier, in [0, 1).
+        n_classes: number of genres.
+    """
+
+    channels: tuple[int, ...] = (32, 64, 64, 128)
+    freq_pool: tuple[int, ...] = (2, 2, 4, 3)
+    time_pool: tuple[int, ...] = (2, 2, 2, 1)
+    rnn_type: str = "gru"
+    rnn_hidden: int = 64
+    rnn_layers: int = 1
+    attention_dim: int = 64
+    dropout: float = 0.3
+    n_classes: int = 10
+
+    def __post_init__(self) -> None:
+        n = len(self.channels)
+        _check(n > 0, "channels must name at least one convolution block")
+        _check(
+            len(self.freq_pool) == n and len(self.time_pool) == n,
+            f"channels, freq_pool and time_pool need one entry per block, got {len(self.channels)}, {len(self.freq_pool)}, {len(self.time_pool)}",
+        )
+        _check(all(c > 0 for c in self.channels), f"channels must be > 0, got {self.channels}")
+        _check(
+            all(p >= 1 for p in self.freq_pool + self.time_pool),
+            f"pool factors must be >= 1, got freq {self.freq_pool}, time {self.time_pool}",
+        )
+        _check(self.rnn_type in ("gru", "lstm"), f"rnn_type must be 'gru' or 'lstm', got {self.rnn_type!r}")
+        _check(
+            self.rnn_hidden > 0 and self.rnn_layers > 0,
+            f"rnn_hidden and rnn_layers must be > 0, got {self.rnn_hidden}, {self.rnn_layers}",
+        )
+        _check(0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}")
+        _check(self.n_classes >= 2, f"n_classes must be >= 2, got {self.n_classes}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation.
+
+    Attributes:
+        epochs: maximum number of epochs.
+        batch_size: segments per batch.
+        learning_rate: Adam step size.
+        weight_decay: Adam L2 penalty.
+        patience: epochs without a better ``val/loss`` before early stopping.
+        seed: seeds Python, NumPy and torch.
+        num_workers: DataLoader worker processes.
+    """
+
+    epochs: int = 30
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    patience: int = 6
+    seed: int = 42
+    num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
+        _check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
+        _check(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}")
+        _check(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
+        _check(self.patience >= 1, f"patience must be >= 1, got {self.patience}")
+        _check(self.num_workers >= 0, f"num_workers must be >= 0, got {self.num_workers}")
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """Track-level split.
+
+    Attributes:
+        method: ``"auto"`` (``filtered`` when the full GTZAN is present, else ``stratified``),
+            ``"filtered"``, ``"index"`` or ``"stratified"``.
+        val_fraction: share of each genre's tracks for validation (stratified only).
+        test_fraction: share of each genre's tracks for test (stratified only).
+        seed: shuffles tracks within each genre (stratified only).
+    """
+
+    method: str = "auto"
+    val_fraction: float = 0.2
+    test_fraction: float = 0.2
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        _check(
+            self.method in ("auto", "filtered", "index", "stratified"),
+            f"split method must be auto, filtered, index or stratified, got {self.method!r}",
+        )
+        _check(
+            0 < self.val_fraction < 1 and 0 < self.test_fraction < 1 and self.val_fraction + self.test_fraction < 1,
+            f"need 0 < val_fraction, test_fraction and their sum < 1, got {self.val_fraction}, {self.test_fraction}",
+        )
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """The whole frozen configuration of one training run."""
+
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Nested plain-dict form (JSON-serialisable)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PipelineConfig:
+        """Inverse of :meth:`to_dict`; tuples are restored from JSON lists."""
+        model = {k: tuple(v) if isinstance(v, list) else v for k, v in data.get("model", {}).items()}
+        return cls(
+            features=FeatureConfig(**data.get("features", {})),
+            model=ModelConfig(**model),
+            train=TrainConfig(**data.get("train", {})),
+            split=SplitConfig(**data.get("split", {})),
+        )
+
+
+def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Flatten nested dicts to dotted keys: ``{"a": {"b": 1}} -> {"a.b": 1}``."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out

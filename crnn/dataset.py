@@ -1,0 +1,297 @@
+"""Track manifest: find GTZAN files under a folder, check each one decodes, record the result.
+
+GTZAN files are named ``<genre>.<5 digits>.(au|wav)``; the genre comes from the file name, never
+from the folder. The layouts of the original archive (``genres/<genre>/``) and of the Kaggle copy
+(``genres_original/<genre>/``, ``Data/genres_original/<genre>/``) are all found by a recursive
+search. Files that cannot be used (macOS ``._*`` resource forks, files that do not decode or are
+truncated, second copies of a track id) are returned as :class:`Exclusion` records with a reason.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import struct
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from crnn import GENRES
+from crnn.audio import AudioDecodeError, audio_info, file_sha256, load_audio
+
+APPLEDOUBLE_REASON = "macOS resource fork (._ file)"
+"""Exclusion reason of every ``._*`` AppleDouble file."""
+
+MANIFEST_COLUMNS = ("track_id", "genre", "path", "duration_s", "sample_rate", "sha256")
+EXCLUSION_COLUMNS = ("path", "reason")
+
+_FILE_RE = re.compile(r"^(?P<genre>[a-z]+)\.(?P<number>\d{5})\.(?:au|wav)$", re.IGNORECASE)
+_TRACK_ID_RE = re.compile(r"^(?P<genre>[a-z]+)\.(?P<number>\d{5})$")
+
+
+@dataclass(frozen=True)
+class Track:
+    """One decodable audio file.
+
+    Attributes:
+        track_id: ``"<genre>.<5 digits>"``, e.g. ``"blues.00000"``.
+        genre: one of :data:`crnn.GENRES` (taken from the file name).
+        path: absolute path of the file.
+        duration_s: decoded length (in seconds).
+        sample_rate: native rate (in Hz).
+        sha256: hex SHA-256 of the file's bytes.
+    """
+
+    track_id: str
+    genre: str
+    path: str
+    duration_s: float
+    sample_rate: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Exclusion:
+    """A file left out of the manifest, and why."""
+
+    path: str
+    reason: str
+
+
+def parse_track_id(track_id: str) -> tuple[str, int]:
+    """Split ``"blues.00012"`` into ``("blues", 12)``.
+
+    Raises:
+        ValueError: ``track_id`` is not ``<genre>.<5 digits>`` with a genre in :data:`crnn.GENRES`.
+    """
+    match = _TRACK_ID_RE.match(track_id)
+    if match is None or match["genre"] not in GENRES:
+        raise ValueError(f"track id {track_id!r} is not '<genre>.<5 digits>' with a genre in {GENRES}")
+    return match["genre"], int(match["number"])
+
+
+def _track_id_of(name: str) -> str | None:
+    """Track id of a GTZAN file name (``"blues.00000.wav"`` -> ``"blues.00000"``), else ``None``."""
+    match = _FILE_RE.match(name)
+    if match is None or match["genre"] not in GENRES:
+        return None
+    return f"{match['genre']}.{match['number']}"
+
+
+def _walk_files(root: Path) -> Iterator[Path]:
+    """Every file under ``root`` (symlinked folders followed once each), in sorted order."""
+    seen: set[str] = set()
+    for folder, dirs, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:  # a symlink loop or a second link to a folder already walked
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs.sort()
+        for name in sorted(files):
+            yield Path(folder, name)
+
+
+def discover_tracks(root: Path) -> list[Path]:
+    """GTZAN audio files under ``root``, searched recursively.
+
+    Args:
+        root: folder holding the collection in any layout (``genres/<g>/``,
+            ``genres_original/<g>/``, ``Data/genres_original/<g>/``, or flat).
+
+    Returns:
+        Files named ``<genre>.<5 digits>.(au|wav)`` (extension in any case) with a genre in
+        :data:`crnn.GENRES`, sorted by track id then path; ``._*`` files are skipped.
+
+    Raises:
+        FileNotFoundError: ``root`` is not an existing folder.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: dataset root is not an existing folder")
+    found = []
+    for path in _walk_files(root):
+        track_id = None if path.name.startswith("._") else _track_id_of(path.name)
+        if track_id is not None:
+            found.append((track_id, str(path), path))
+    return [path for _, _, path in sorted(found)]
+
+
+def _header_problem(path: Path) -> str | None:
+    """Why a WAV/AU file's own header makes it unusable, else ``None``.
+
+    libsndfile reads an ``.au`` file without the ``.snd`` magic as headerless 8 kHz mu-law (so
+    any bytes "decode"), and silently shortens a file whose header declares more audio data than
+    the file holds; both are caught here by reading the header directly.
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if head[:4] == b".snd" and size >= 24:  # AU: magic, data offset, data size (big-endian)
+            offset, declared = struct.unpack(">II", head[4:12])
+            held = size - offset
+        elif path.suffix.lower() == ".au":
+            return "no AU header (missing '.snd' magic); not audio or headerless raw"
+        elif head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+            chunk = _find_wav_data_chunk(f)
+            if chunk is None:
+                return None
+            declared, held = chunk[0], size - chunk[1]
+        else:
+            return None
+    if declared in (0, 0xFFFFFFFF) or declared <= held:  # 0 / all ones: size left unknown
+        return None
+    return f"truncated: header declares {declared} bytes of audio data, file holds {max(held, 0)}"
+
+
+def _find_wav_data_chunk(f: BinaryIO) -> tuple[int, int] | None:
+    """(declared size, byte offset) of the ``data`` chunk of a RIFF file positioned after ``WAVE``."""
+    while True:
+        header = f.read(8)
+        if len(header) < 8:
+            return None
+        size = struct.unpack("<I", header[4:])[0]
+        if header[:4] == b"data":
+            return size, f.tell()
+        f.seek(size + (size & 1), os.SEEK_CUR)
+
+
+def inspect_track(path: Path, track_id: str) -> Track:
+    """Check the header, decode the whole file once and hash it.
+
+    Raises:
+        AudioDecodeError: unreadable or missing header, truncated, zero-length or undecodable
+            audio; the reason names the fault.
+    """
+    info = audio_info(path)
+    problem = _header_problem(path)
+    if problem is not None:
+        raise AudioDecodeError(path, problem)
+    samples = load_audio(path, info.sample_rate)  # native rate: no resampling
+    genre, _ = parse_track_id(track_id)
+    return Track(
+        track_id=track_id,
+        genre=genre,
+        path=os.path.abspath(path),
+        duration_s=samples.shape[0] / info.sample_rate,
+        sample_rate=info.sample_rate,
+        sha256=file_sha256(path),
+    )
+
+
+def _appledouble_exclusions(root: Path) -> list[Exclusion]:
+    return [Exclusion(os.path.abspath(p), APPLEDOUBLE_REASON) for p in _walk_files(root) if p.name.startswith("._")]
+
+
+def build_manifest(
+    root: Path, *, on_progress: Callable[[int, int], None] | None = None
+) -> tuple[list[Track], list[Exclusion]]:
+    """Decode every GTZAN file under ``root`` once and sort it into tracks and exclusions.
+
+    A file that fails never stops the scan: it becomes an exclusion naming the reason. Of two
+    files with the same track id (e.g. ``.au`` and ``.wav``) the first that decodes, in
+    :func:`discover_tracks` order, is kept and the other excluded.
+
+    Args:
+        root: dataset folder (see :func:`discover_tracks`).
+        on_progress: called as ``on_progress(done, total)`` after each candidate file.
+
+    Returns:
+        Tracks sorted by track id, and exclusions sorted by path.
+
+    Raises:
+        FileNotFoundError: ``root`` is not an existing folder.
+    """
+    root = Path(root)
+    candidates = discover_tracks(root)
+    exclusions = _appledouble_exclusions(root)
+    kept: dict[str, Track] = {}
+    for done, path in enumerate(candidates, start=1):
+        track_id = _track_id_of(path.name)
+        if track_id in kept:
+            reason = f"duplicate track id {track_id} (kept {kept[track_id].path})"
+            exclusions.append(Exclusion(os.path.abspath(path), reason))
+        else:
+            try:
+                kept[track_id] = inspect_track(path, track_id)
+            except AudioDecodeError as exc:
+                exclusions.append(Exclusion(os.path.abspath(path), exc.reason))
+            except Exception as exc:  # noqa: BLE001 - one bad file must never stop the scan
+                exclusions.append(Exclusion(os.path.abspath(path), f"{type(exc).__name__}: {exc}"))
+        if on_progress is not None:
+            on_progress(done, len(candidates))
+    return sorted(kept.values(), key=lambda t: t.track_id), sorted(exclusions, key=lambda e: e.path)
+
+
+def write_csv_atomic(path: Path, columns: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
+    """Write a CSV with a header row via a temporary file in the same folder and ``os.replace``.
+
+    Readers see either the old file or the complete new one, never a partial write.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(columns)
+            writer.writerows(rows)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_csv_rows(path: Path, columns: Sequence[str]) -> list[dict[str, str]]:
+    """Rows of a CSV as dicts, after checking the header holds ``columns``.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: a required column is missing.
+    """
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in columns if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"{path}: missing column(s) {missing}; header is {reader.fieldnames}")
+        return list(reader)
+
+
+def write_manifest(
+    tracks: Sequence[Track], exclusions: Sequence[Exclusion], manifest_csv: Path, exclusions_csv: Path
+) -> None:
+    """Write the manifest (one row per track) and the exclusions (path, reason), each atomically."""
+    write_csv_atomic(manifest_csv, MANIFEST_COLUMNS, ([getattr(t, c) for c in MANIFEST_COLUMNS] for t in tracks))
+    write_csv_atomic(exclusions_csv, EXCLUSION_COLUMNS, ((e.path, e.reason) for e in exclusions))
+
+
+def read_manifest(manifest_csv: Path) -> list[Track]:
+    """Tracks of a manifest written by :func:`write_manifest`.
+
+    Raises:
+        FileNotFoundError: ``manifest_csv`` does not exist.
+        ValueError: a column is missing, a value does not parse, or a track id repeats; the
+            message names the file and line.
+    """
+    tracks: list[Track] = []
+    seen: set[str] = set()
+    for line, row in enumerate(read_csv_rows(manifest_csv, MANIFEST_COLUMNS), start=2):
+        try:
+            genre, _ = parse_track_id(row["track_id"])
+            if genre != row["genre"]:
+                raise ValueError(f"genre {row['genre']!r} disagrees with track id {row['track_id']!r}")
+            if row["track_id"] in seen:
+                raise ValueError(f"duplicate track id {row['track_id']!r}")
+            track = Track(
+                row["track_id"], genre, row["path"], float(row["duration_s"]), int(row["sample_rate"]), row["sha256"]
+            )
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"{manifest_csv}, line {line}: {exc}") from exc
+        seen.add(track.track_id)
+        tracks.append(track)
+    return tracks

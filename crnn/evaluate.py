@@ -1,0 +1,91 @@
+"""Evaluation: segment and track predictions, accuracy, macro-F1, per-genre report, confusion matrix."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from crnn.config import FeatureConfig
+from crnn.features import segment_log_mel
+
+
+@torch.inference_mode()
+def predict_segments(
+    model: nn.Module, log_mel: torch.Tensor, cfg: FeatureConfig, *, batch_size: int = 64
+) -> np.ndarray:
+    """Segment probabilities of one track.
+
+    Args:
+        model: a :class:`crnn.models.CRNN` in eval mode, on any device.
+        log_mel: shape (n_mels, frames), in dB.
+        cfg: segmentation (segment_s, overlap_s, min_segment_s).
+        batch_size: segments per forward pass.
+
+    Returns:
+        Softmax probabilities, shape (n_segments, n_classes).
+
+    Raises:
+        ValueError: the track is shorter than ``cfg.min_segment_s``.
+    """
+    device = next(model.parameters()).device
+    segments = segment_log_mel(log_mel, cfg)  # (n_segments, n_mels, width)
+    probs = [
+        torch.softmax(model.classify(segments[i : i + batch_size].to(device)).float(), dim=-1)
+        for i in range(0, len(segments), batch_size)
+    ]
+    return torch.cat(probs).cpu().numpy()
+
+
+def track_probs(segment_probs: np.ndarray) -> np.ndarray:
+    """Track probabilities: the mean of its segment probabilities, (n_segments, C) -> (C,)."""
+    return segment_probs.mean(axis=0)
+
+
+@dataclass(frozen=True)
+class Report:
+    """Classification metrics.
+
+    Attributes:
+        accuracy: share of correct predictions, in [0, 1].
+        macro_f1: unweighted mean of per-class F1, in [0, 1].
+        precision, recall, f1: per class, shape (n_classes,); 0 where undefined.
+        support: true examples per class, shape (n_classes,).
+        confusion: counts, shape (n_classes, n_classes), rows = true class, columns = predicted.
+    """
+
+    accuracy: float
+    macro_f1: float
+    precision: np.ndarray
+    recall: np.ndarray
+    f1: np.ndarray
+    support: np.ndarray
+    confusion: np.ndarray
+
+
+def classification_report(y_true: Sequence[int], y_pred: Sequence[int], n_classes: int) -> Report:
+    """Accuracy, macro-F1, per-class precision/recall/F1 and the confusion matrix.
+
+    Classes absent from both ``y_true`` and ``y_pred`` count with F1 = 0 in the macro mean,
+    as in scikit-learn's ``f1_score(average="macro", labels=range(n_classes), zero_division=0)``.
+
+    Raises:
+        ValueError: inputs of different lengths, empty, or labels outside [0, n_classes).
+    """
+    t, p = np.asarray(y_true, dtype=int), np.asarray(y_pred, dtype=int)
+    if t.shape != p.shape or t.size == 0:
+        raise ValueError(f"y_true and y_pred must be non-empty and equally long, got {t.size} and {p.size}")
+    if min(t.min(), p.min()) < 0 or max(t.max(), p.max()) >= n_classes:
+        raise ValueError(f"labels must lie in [0, {n_classes})")
+    confusion = np.zeros((n_classes, n_classes), dtype=int)
+    np.add.at(confusion, (t, p), 1)
+    tp = np.diag(confusion).astype(float)
+    predicted, support = confusion.sum(axis=0), confusion.sum(axis=1)
+    precision = np.divide(tp, predicted, out=np.zeros(n_classes), where=predicted > 0)
+    recall = np.divide(tp, support, out=np.zeros(n_classes), where=support > 0)
+    denom = precision + recall
+    f1 = np.divide(2 * precision * recall, denom, out=np.zeros(n_classes), where=denom > 0)
+    return Report(float(tp.sum() / t.size), float(f1.mean()), precision, recall, f1, support, confusion)

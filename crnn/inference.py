@@ -1,0 +1,74 @@
+"""Checkpoints and whole-track prediction from waveforms or files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from crnn import GENRES
+from crnn.audio import load_audio, to_mono_resampled
+from crnn.config import PipelineConfig
+from crnn.evaluate import predict_segments
+from crnn.models import CRNN
+
+
+def build_model(cfg: PipelineConfig) -> CRNN:
+    """A freshly initialised :class:`CRNN` for ``cfg.features`` and ``cfg.model``."""
+    return CRNN(cfg.features, cfg.model)
+
+
+def checkpoint_state(model: CRNN, cfg: PipelineConfig) -> dict:
+    """The self-describing checkpoint: weights, the full config and the class names."""
+    return {"state_dict": model.state_dict(), "config": cfg.to_dict(), "genres": list(GENRES)}
+
+
+def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tuple[CRNN, PipelineConfig]:
+    """Rebuild the model saved by :func:`checkpoint_state` in eval mode on ``device``.
+
+    Raises:
+        FileNotFoundError: no such file. KeyError: not a genre-crnn checkpoint.
+    """
+    state = torch.load(path, map_location=device, weights_only=True)
+    cfg = PipelineConfig.from_dict(state["config"])
+    model = build_model(cfg)
+    model.load_state_dict(state["state_dict"])
+    return model.to(device).eval(), cfg
+
+
+@torch.inference_mode()
+def predict_waveform(model: CRNN, waveform: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
+    """Genre probabilities of a whole track.
+
+    The track is resampled to the model's rate, turned into one log-mel spectrogram by the
+    model's own front end, cut into segments and scored; the track probabilities are the mean
+    of the segment probabilities.
+
+    Args:
+        model: a :class:`CRNN` in eval mode.
+        waveform: samples in [-1, 1], shape (time,) or (time, channels), at ``sample_rate`` Hz.
+        sample_rate: rate of ``waveform`` (in Hz).
+
+    Returns:
+        ``(track_probs, segment_probs)`` with shapes (n_classes,) and (n_segments, n_classes).
+
+    Raises:
+        ValueError: the audio is shorter than the config's ``min_segment_s``.
+    """
+    cfg = model.feature_cfg
+    mono = to_mono_resampled(np.asarray(waveform, dtype=np.float32), sample_rate, cfg.sample_rate)
+    device = next(model.parameters()).device
+    log_mel = model.frontend(torch.from_numpy(mono).to(device))  # (n_mels, frames)
+    segment_probs = predict_segments(model, log_mel, cfg)
+    return segment_probs.mean(axis=0), segment_probs
+
+
+def predict_file(model: CRNN, path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`predict_waveform` on a decoded file.
+
+    Raises:
+        AudioDecodeError: the file does not decode. ValueError: too short.
+    """
+    rate = model.feature_cfg.sample_rate
+    return predict_waveform(model, load_audio(path, rate), rate)

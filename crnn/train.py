@@ -1,0 +1,189 @@
+"""Training loop: seeded, device-agnostic, Adam, early stopping on validation loss."""
+
+from __future__ import annotations
+
+import copy
+import os
+import random
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+
+from crnn.config import FeatureConfig, TrainConfig
+from crnn.features import segment_starts
+
+EpochCallback = Callable[[int, dict[str, float]], None]
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA) RNGs."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; anything else is passed to ``torch.device``."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class SegmentDataset(Dataset):
+    """Fixed-length segments cut from whole-track log-mel spectrograms.
+
+    Item ``i`` is ``(log_mel, label, track_index)`` with log_mel shape (n_mels, segment_frames).
+    With ``jitter=True`` (training) each segment start moves by a random offset of up to half
+    the segment hop, so every epoch sees slightly different crops.
+
+    Args:
+        log_mels: one array per track, shape (n_mels, frames_i), in dB; tracks shorter than
+            one segment are skipped.
+        labels: genre index per track.
+        cfg: segment length and hop.
+        jitter: randomise segment starts.
+        seed: seeds the jitter RNG.
+    """
+
+    def __init__(
+        self,
+        log_mels: Sequence[np.ndarray],
+        labels: Sequence[int],
+        cfg: FeatureConfig,
+        *,
+        jitter: bool = False,
+        seed: int = 0,
+    ) -> None:
+        self.log_mels, self.labels, self.cfg, self.jitter = log_mels, list(labels), cfg, jitter
+        self.rng = np.random.default_rng(seed)
+        self.items = [
+            (t, s)
+            for t, mel in enumerate(log_mels)
+            if mel.shape[1] >= cfg.segment_frames
+            for s in segment_starts(mel.shape[1], cfg)
+        ]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, int, int]:
+        t, start = self.items[i]
+        mel, width = self.log_mels[t], self.cfg.segment_frames
+        if self.jitter:
+            half = self.cfg.hop_frames // 2
+            start = int(np.clip(start + self.rng.integers(-half, half + 1), 0, mel.shape[1] - width))
+        return torch.from_numpy(np.ascontiguousarray(mel[:, start : start + width])), self.labels[t], t
+
+
+@dataclass
+class FitResult:
+    """Outcome of :func:`fit`: the best epoch (1-based) by ``val/loss``, its metrics, all epochs."""
+
+    best_epoch: int
+    best_metrics: dict[str, float]
+    history: list[dict[str, float]] = field(default_factory=list)
+    stopped_early: bool = False
+
+
+def _autocast(device: torch.device) -> torch.autocast:
+    # bfloat16 mixed precision on CUDA needs no loss scaling; CPU runs in float32.
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+def _run_epoch(
+    model: nn.Module, loader: DataLoader, device: torch.device, optimizer: torch.optim.Optimizer | None
+) -> dict[str, float]:
+    model.train(optimizer is not None)
+    loss_sum, correct, n = 0.0, 0, 0
+    with torch.set_grad_enabled(optimizer is not None):
+        for x, y, _ in loader:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            with _autocast(device):
+                logits = model.classify(x)
+                loss = nn.functional.cross_entropy(logits.float(), y)
+            if optimizer is not None:
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+            loss_sum += loss.item() * len(y)
+            correct += (logits.argmax(1) == y).sum().item()
+            n += len(y)
+    return {"loss": loss_sum / max(n, 1), "accuracy": correct / max(n, 1)}
+
+
+def save_checkpoint(state: dict, path: str | Path) -> None:
+    """``torch.save`` to a temp file in the same folder, then rename (atomic)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "wb") as f:
+        torch.save(state, f)
+    os.replace(tmp, path)
+
+
+def fit(
+    model: nn.Module,
+    train_set: SegmentDataset,
+    val_set: SegmentDataset,
+    cfg: TrainConfig,
+    *,
+    device: torch.device,
+    checkpoint_path: str | Path | None = None,
+    on_epoch_end: EpochCallback | None = None,
+) -> FitResult:
+    """Train ``model`` (a :class:`crnn.models.CRNN`) with Adam and early stopping on ``val/loss``.
+
+    The best weights (lowest validation loss) are loaded back into ``model`` at the end and, if
+    ``checkpoint_path`` is given, saved there atomically whenever they improve.
+
+    Args:
+        model: must expose ``classify(log_mel)``; moved to ``device``.
+        train_set: training segments (use ``jitter=True``).
+        val_set: validation segments.
+        cfg: epochs, batch size, learning rate, weight decay, patience, seed.
+        device: where to train; CUDA runs in bfloat16 autocast.
+        checkpoint_path: optional ``.pt`` file for the best state dict.
+        on_epoch_end: called as ``on_epoch_end(epoch, metrics)`` with metrics named
+            ``train/loss``, ``train/accuracy``, ``val/loss``, ``val/accuracy``.
+
+    Returns:
+        The :class:`FitResult`.
+
+    Raises:
+        ValueError: an empty training or validation set.
+    """
+    if len(train_set) == 0 or len(val_set) == 0:
+        raise ValueError(f"need training and validation segments, got {len(train_set)} and {len(val_set)}")
+    seed_everything(cfg.seed)
+    model.to(device)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    pin = device.type == "cuda"
+    train_loader = DataLoader(
+        train_set, cfg.batch_size, shuffle=True, generator=gen, num_workers=cfg.num_workers, pin_memory=pin
+    )
+    val_loader = DataLoader(val_set, cfg.batch_size * 2, num_workers=cfg.num_workers, pin_memory=pin)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    result, best_state, best_loss = FitResult(0, {}), None, float("inf")
+    for epoch in range(1, cfg.epochs + 1):
+        train_m = _run_epoch(model, train_loader, device, optimizer)
+        val_m = _run_epoch(model, val_loader, device, None)
+        metrics = {f"train/{k}": v for k, v in train_m.items()} | {f"val/{k}": v for k, v in val_m.items()}
+        result.history.append(metrics)
+        if on_epoch_end:
+            on_epoch_end(epoch, metrics)
+        if val_m["loss"] < best_loss:
+            best_loss, result.best_epoch, result.best_metrics = val_m["loss"], epoch, metrics
+            best_state = copy.deepcopy(model.state_dict())
+            if checkpoint_path is not None:
+                save_checkpoint(best_state, checkpoint_path)
+        elif epoch - result.best_epoch >= cfg.patience:
+            result.stopped_early = True
+            break
+    model.load_state_dict(best_state)
+    return result

@@ -1,0 +1,14 @@
+"""``download-flow``: fetch a dataset source and write its manifest (no training)."""
+
+from __future__ import annotations
+
+from prefect import flow
+
+from infra.sources import GTZAN_URL
+from tasks.download import download_dataset
+
+
+@flow(name="download-flow")
+def download_flow(source: str = GTZAN_URL, work_dir: str = "work") -> dict:
+    """Return the dataset folder, manifest and exclusion CSV paths and counts."""
+    return download_dataset(source, work_dir)

@@ -1,0 +1,81 @@
+"""``train-flow``: download -> split -> log-mel features -> CRNN training -> test evaluation -> registration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow
+
+from crnn.config import FeatureConfig, ModelConfig, PipelineConfig, SplitConfig, TrainConfig
+from infra.registry import MODEL_NAME
+from infra.sources import GTZAN_URL
+from infra.tracking import DEFAULT_EXPERIMENT, configure_tracking
+from tasks.download import download_dataset
+from tasks.evaluate import evaluate_test
+from tasks.features import compute_log_mels
+from tasks.register import register_model
+from tasks.split import split_tracks
+from tasks.tracking import end_mlflow_run, start_mlflow_run
+from tasks.train import train_crnn
+
+_F, _M, _T, _S = FeatureConfig(), ModelConfig(), TrainConfig(), SplitConfig()
+
+
+@flow(name="train-flow", log_prints=True)
+def train_flow(
+    source: str = GTZAN_URL,
+    work_dir: str = "work",
+    split: str = _S.method,
+    val_fraction: float = _S.val_fraction,
+    test_fraction: float = _S.test_fraction,
+    sample_rate: int = _F.sample_rate,
+    n_fft: int = _F.n_fft,
+    hop_length: int = _F.hop_length,
+    n_mels: int = _F.n_mels,
+    segment_s: float = _F.segment_s,
+    overlap_s: float = _F.overlap_s,
+    rnn_type: str = _M.rnn_type,
+    epochs: int = _T.epochs,
+    batch_size: int = _T.batch_size,
+    learning_rate: float = _T.learning_rate,
+    patience: int = _T.patience,
+    seed: int = _T.seed,
+    device: str = "auto",
+    feature_backend: str = "auto",
+    experiment: str = DEFAULT_EXPERIMENT,
+    model_name: str = MODEL_NAME,
+) -> dict:
+    """Train, evaluate and register a CRNN; return the run id, test metrics and the registry decision."""
+    cfg = PipelineConfig(
+        features=FeatureConfig(
+            sample_rate=sample_rate,
+            n_fft=n_fft,
+            hop_length=hop_length,
+            n_mels=n_mels,
+            segment_s=segment_s,
+            overlap_s=overlap_s,
+        ),
+        model=ModelConfig(rnn_type=rnn_type),
+        train=TrainConfig(
+            epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, patience=patience, seed=seed
+        ),
+        split=SplitConfig(method=split, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed),
+    )
+    configure_tracking()
+    work = Path(work_dir)
+    dataset = download_dataset(source, str(work))
+    split_info = split_tracks(dataset["manifest"], cfg.split, str(Path(dataset["manifest"]).parent))
+    features = compute_log_mels(split_info["table"], cfg.features, str(work / "features"), feature_backend, device)
+    run_id = start_mlflow_run(cfg, source, experiment, split_info, dataset, device)
+    run_dir = str(work / "runs" / run_id)
+    try:
+        trained = train_crnn(split_info["table"], str(work / "features"), cfg, run_id, run_dir, device)
+        metrics = evaluate_test(
+            split_info["table"], str(work / "features"), trained["checkpoint"], run_id, run_dir, device
+        )
+        registered = register_model(run_id, trained["checkpoint"], split_info["table"], metrics, run_dir, model_name)
+    except BaseException:
+        end_mlflow_run(run_id, "FAILED")
+        raise
+    end_mlflow_run(run_id)
+    return {"run_id": run_id, "features": features, "training": trained, "test": metrics, "registry": registered}

@@ -1,0 +1,1 @@
+"""Infrastructure: dataset sources, tracking, registry, deployments and servers."""

@@ -1,0 +1,296 @@
+"""Fetch a dataset from a URL, S3, a local archive or a local folder into a local cache.
+
+Downloads resume from a `.part` file, are checked against a SHA-256 digest and renamed
+atomically; archives are extracted once, safely, into `cache_dir/extracted/<archive-stem>/`.
+"""
+
+import hashlib
+import logging
+import os
+import shutil
+import tarfile
+import tempfile
+import zipfile
+from collections.abc import Callable
+from pathlib import Path, PurePosixPath
+from urllib.parse import urlparse
+
+import requests
+import urllib3
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+GTZAN_URL = "https://huggingface.co/datasets/marsyas/gtzan/resolve/main/data/genres.tar.gz"
+GTZAN_SHA256 = "24347e0223d2ba798e0a558c4c172d9d4a19c00bb7963fe055d183dadb4ef2c6"  # genres.tar.gz, as torchaudio pins
+
+Progress = Callable[[int, int | None], None]
+
+logger = logging.getLogger(__name__)
+
+_ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
+_MARKER = ".extraction-complete"
+_CHUNK_BYTES = 1 << 20
+_TIMEOUT_S = (10.0, 60.0)  # (connect, read) in seconds
+RETRY_ATTEMPTS = 5
+RETRY_BACKOFF_S = 1.0  # first wait between attempts; doubles each time, at most 30 s
+
+
+class DatasetSourceError(Exception):
+    """A dataset source could not be fetched, verified or extracted; the message names source and reason."""
+
+
+class _TransientHTTPError(Exception):
+    """A 5xx answer or an unusable partial download: worth another attempt."""
+
+
+_NETWORK_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
+_STREAM_ERRORS = (urllib3.exceptions.ProtocolError, urllib3.exceptions.ReadTimeoutError)  # resp.raw does not wrap them
+_TRANSIENT = (*_NETWORK_ERRORS, *_STREAM_ERRORS, _TransientHTTPError)  # retried; 4xx and checksum mismatches are not
+
+
+def fetch_dataset(
+    source: str,
+    cache_dir: Path,
+    *,
+    sha256: str | None = None,
+    progress: Progress | None = None,
+) -> Path:
+    """Return a local folder that contains the dataset's audio files.
+
+    Args:
+        source: `http(s)://` URL or `s3://bucket/key` of a .tar.gz/.tgz/.tar/.zip archive, a local
+            archive path, or a local folder (returned resolved, not copied).
+        cache_dir: root of `downloads/` and `extracted/`.
+        sha256: expected hex digest of the archive; defaults to GTZAN_SHA256 for GTZAN_URL.
+        progress: called as `progress(bytes_done, bytes_total_or_None)` while downloading.
+
+    Returns:
+        The source folder, or `cache_dir/extracted/<archive-stem>/`.
+
+    Raises:
+        DatasetSourceError: the source is missing, unreachable, fails its checksum or is unsafe.
+    """
+    if source == GTZAN_URL and sha256 is None:
+        sha256 = GTZAN_SHA256
+    cache_dir = Path(cache_dir)
+    if urlparse(source).scheme.lower() in ("http", "https", "s3"):
+        archive = _fetch_remote(source, cache_dir / "downloads", sha256, progress)
+    else:
+        path = Path(source).expanduser()
+        if path.is_dir():
+            return path.resolve()
+        if not path.is_file():
+            raise DatasetSourceError(f"{source}: no such file or folder")
+        _archive_name(source, path.name)
+        if sha256 is not None:
+            _verify(path, sha256, source)
+        archive = path
+    return _extract(archive, cache_dir / "extracted", source)
+
+
+def _fetch_remote(source: str, downloads: Path, sha256: str | None, progress: Progress | None) -> Path:
+    """Download an http(s) or s3 archive into `downloads/` and return its path."""
+    name = _archive_name(source, PurePosixPath(urlparse(source).path).name)
+    downloads.mkdir(parents=True, exist_ok=True)
+    if urlparse(source).scheme.lower() == "s3":
+        return _download_s3(source, downloads / name, sha256, progress)
+    return _download_http(source, downloads / name, sha256, progress)
+
+
+def _archive_name(source: str, name: str) -> str:
+    """Return `name` if it has a supported archive suffix, else raise."""
+    if not name.lower().endswith(_ARCHIVE_SUFFIXES):
+        raise DatasetSourceError(f"{source}: not a supported archive (expected one of {', '.join(_ARCHIVE_SUFFIXES)})")
+    return name
+
+
+def _sha256_of(path: Path) -> str:
+    """Hex SHA-256 digest of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(_CHUNK_BYTES), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _verify(path: Path, sha256: str, source: str) -> None:
+    """Raise (naming both digests) when `path` does not hash to `sha256`."""
+    actual = _sha256_of(path)
+    if actual != sha256.lower():
+        raise DatasetSourceError(f"{source}: SHA-256 mismatch for {path.name}: expected {sha256.lower()}, got {actual}")
+
+
+def _cached(final: Path, sha256: str | None, source: str) -> bool:
+    """True when `final` exists and matches `sha256` (if given); a bad copy is deleted."""
+    if not final.is_file():
+        return False
+    if sha256 is None or _sha256_of(final) == sha256.lower():
+        logger.info("Using cached %s for %s", final, source)
+        return True
+    logger.warning("Cached %s does not match its SHA-256; downloading %s again", final, source)
+    final.unlink()
+    return False
+
+
+def _finish(part: Path, final: Path, sha256: str | None, source: str) -> Path:
+    """Verify the `.part` file, then rename it atomically to `final`; a bad one is deleted."""
+    if sha256 is not None:
+        try:
+            _verify(part, sha256, source)
+        except DatasetSourceError:
+            part.unlink(missing_ok=True)
+            raise
+    os.replace(part, final)
+    logger.info("Downloaded %s to %s", source, final)
+    return final
+
+
+def _download_http(url: str, final: Path, sha256: str | None, progress: Progress | None) -> Path:
+    """Download `url` to `final` with retries and resume; return `final`."""
+    if _cached(final, sha256, url):
+        return final
+    part = final.with_name(final.name + ".part")
+    retrying = Retrying(
+        retry=retry_if_exception_type(_TRANSIENT),
+        stop=stop_after_attempt(RETRY_ATTEMPTS),
+        wait=wait_exponential(multiplier=RETRY_BACKOFF_S, max=30),
+        before_sleep=lambda state: logger.warning("Retrying %s after: %s", url, state.outcome.exception()),
+        reraise=True,
+    )
+    try:
+        retrying(_stream_to_part, url, part, progress)
+    except _TRANSIENT as exc:
+        raise DatasetSourceError(f"{url}: download failed after {RETRY_ATTEMPTS} attempts: {exc}") from exc
+    return _finish(part, final, sha256, url)
+
+
+def _stream_to_part(url: str, part: Path, progress: Progress | None) -> None:
+    """One download attempt: append to `part` from its current size, or restart if the server ignores Range."""
+    offset = part.stat().st_size if part.is_file() else 0
+    headers = {"Range": f"bytes={offset}-"} if offset else {}
+    with requests.get(url, headers=headers | {"Accept-Encoding": "identity"}, stream=True, timeout=_TIMEOUT_S) as resp:
+        if resp.status_code == 416 and offset:
+            part.unlink()  # the partial file is longer than the resource or stale: start over
+            raise _TransientHTTPError(f"HTTP 416 resuming at byte {offset}")
+        if resp.status_code >= 500:
+            raise _TransientHTTPError(f"HTTP {resp.status_code} {resp.reason}")
+        if resp.status_code not in (200, 206):
+            raise DatasetSourceError(f"{url}: HTTP {resp.status_code} {resp.reason}")
+        if resp.status_code == 206 and not resp.headers.get("Content-Range", "").startswith(f"bytes {offset}-"):
+            part.unlink(missing_ok=True)
+            raise _TransientHTTPError(f"unexpected Content-Range {resp.headers.get('Content-Range')!r}")
+        if resp.status_code == 200 and offset:
+            logger.info("Server ignored Range for %s; restarting from byte 0", url)
+            offset = 0
+        elif offset:
+            logger.info("Resuming %s at byte %d", url, offset)
+        length = resp.headers.get("Content-Length")
+        total = offset + int(length) if length is not None else None
+        with part.open("ab" if offset else "wb") as f:
+            for chunk in resp.raw.stream(_CHUNK_BYTES, decode_content=False):  # the archive's bytes, as hashed
+                f.write(chunk)
+                offset += len(chunk)
+                if progress is not None:
+                    progress(offset, total)
+
+
+def _download_s3(uri: str, final: Path, sha256: str | None, progress: Progress | None) -> Path:
+    """Download `s3://bucket/key` to `final` (boto3 reads endpoint and credentials from the environment)."""
+    import boto3  # imported here so HTTP and local sources need no AWS stack
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    parsed = urlparse(uri)
+    bucket, key = parsed.netloc, parsed.path.lstrip("/")
+    if not bucket or not key:
+        raise DatasetSourceError(f"{uri}: expected s3://bucket/key")
+    part = final.with_name(final.name + ".part")
+    try:
+        client = boto3.client("s3")
+        size = client.head_object(Bucket=bucket, Key=key)["ContentLength"]
+        if final.is_file() and final.stat().st_size == size and _cached(final, sha256, uri):
+            return final
+        done = 0
+
+        def _on_bytes(n: int) -> None:
+            nonlocal done
+            done += n
+            if progress is not None:
+                progress(done, size)
+
+        logger.info("Downloading %s (%d bytes)", uri, size)
+        client.download_file(bucket, key, str(part), Callback=_on_bytes)
+    except (BotoCoreError, ClientError) as exc:
+        part.unlink(missing_ok=True)
+        raise DatasetSourceError(f"{uri}: S3 download failed: {exc}") from exc
+    return _finish(part, final, sha256, uri)
+
+
+def _extract(archive: Path, root: Path, source: str) -> Path:
+    """Extract `archive` once into `root/<stem>/` via a temporary sibling folder and an atomic rename."""
+    dest = root / next(archive.name[: -len(s)] for s in _ARCHIVE_SUFFIXES if archive.name.lower().endswith(s))
+    marker = f"{archive.name} {archive.stat().st_size}\n"  # another archive with this stem extracts again
+    if (dest / _MARKER).is_file() and (dest / _MARKER).read_text() == marker:
+        logger.info("Using extracted %s for %s", dest, source)
+        return dest.resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    if dest.exists():
+        shutil.rmtree(dest)  # from another archive, or left without its marker
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=root))
+    try:
+        logger.info("Extracting %s to %s", archive, dest)
+        unpack = _extract_zip if archive.name.lower().endswith(".zip") else _extract_tar
+        unpack(archive, tmp, source)
+        (tmp / _MARKER).write_text(marker)
+        os.replace(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if (dest / _MARKER).is_file() and (dest / _MARKER).read_text() == marker:  # a concurrent run won
+            return dest.resolve()
+        raise
+    return dest.resolve()
+
+
+def _escapes(dest: Path, target: Path) -> bool:
+    """True when `target` (relative to `dest`, or absolute) resolves outside `dest`."""
+    return not (dest / target).resolve().is_relative_to(dest.resolve())
+
+
+def _check_tar_member(member: tarfile.TarInfo, dest: Path, source: str) -> None:
+    """Reject absolute paths, `..` components and links that point outside `dest`."""
+    name = PurePosixPath(member.name)
+    if name.is_absolute() or ".." in name.parts or _escapes(dest, Path(member.name)):
+        raise DatasetSourceError(f"{source}: unsafe archive member {member.name!r} (absolute or outside the folder)")
+    if member.issym():
+        target = Path(member.name).parent / member.linkname
+    elif member.islnk():
+        target = Path(member.linkname)
+    else:
+        return
+    if PurePosixPath(member.linkname).is_absolute() or _escapes(dest, target):
+        raise DatasetSourceError(f"{source}: archive member {member.name!r} links outside the folder")
+
+
+def _extract_tar(archive: Path, dest: Path, source: str) -> None:
+    """Check every member, then extract with tarfile's `data` filter."""
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            members = tar.getmembers()
+            for member in members:
+                _check_tar_member(member, dest, source)
+            tar.extractall(dest, members=members, filter="data")
+    except tarfile.FilterError as exc:
+        raise DatasetSourceError(f"{source}: unsafe archive member {exc.tarinfo.name!r}: {exc}") from exc
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise DatasetSourceError(f"{source}: cannot extract {archive.name}: {exc}") from exc
+
+
+def _extract_zip(archive: Path, dest: Path, source: str) -> None:
+    """Check every member stays inside `dest`, then extract."""
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            for info in zf.infolist():
+                name = PurePosixPath(info.filename.replace("\\", "/"))
+                if name.is_absolute() or ".." in name.parts or _escapes(dest, Path(*name.parts)):
+                    raise DatasetSourceError(f"{source}: unsafe archive member {info.filename!r} (outside the folder)")
+            zf.extractall(dest)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise DatasetSourceError(f"{source}: cannot extract {archive.name}: {exc}") from exc

@@ -1,0 +1,114 @@
+"""MLflow tracking adapter: store selection, runs, params, metrics, datasets, artifacts."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.entities import Metric, Param
+from mlflow.tracking import MlflowClient
+
+log = logging.getLogger(__name__)
+
+DEFAULT_EXPERIMENT = "genre-crnn"
+
+
+def configure_tracking(tracking_uri: str | None = None) -> str:
+    """Point MLflow at ``tracking_uri``, else ``$MLFLOW_TRACKING_URI``, else ``./mlflow.db`` (SQLite).
+
+    Returns the URI in use. The embedded default needs no server; its artifacts go to
+    ``./mlartifacts`` (see :func:`ensure_experiment`).
+    """
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path('mlflow.db').resolve()}"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(os.environ.get("MLFLOW_REGISTRY_URI") or uri)
+    return uri
+
+
+def _is_local_store(uri: str) -> bool:
+    return uri.startswith(("sqlite:", "file:")) or "://" not in uri
+
+
+def ensure_experiment(name: str = DEFAULT_EXPERIMENT) -> str:
+    """Experiment id for ``name``, created if missing (local stores keep artifacts in ``./mlartifacts``)."""
+    client = MlflowClient()
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    location = Path("mlartifacts").resolve().as_uri() if _is_local_store(mlflow.get_tracking_uri()) else None
+    return client.create_experiment(name, artifact_location=location)
+
+
+def git_commit() -> str | None:
+    """The checkout's HEAD commit, or ``None`` outside a git work tree."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, cwd=Path(__file__).parent
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def start_run(experiment: str, run_name: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
+    """Create a run, log ``params`` (in batches of 100) and ``tags``; return its id."""
+    client = MlflowClient()
+    all_tags = dict(tags)
+    if commit := git_commit():
+        all_tags["mlflow.source.git.commit"] = commit
+    run = client.create_run(ensure_experiment(experiment), run_name=run_name, tags=all_tags)
+    items = [Param(k, str(v)) for k, v in params.items()]
+    for i in range(0, len(items), 100):
+        client.log_batch(run.info.run_id, params=items[i : i + 100])
+    return run.info.run_id
+
+
+def log_metrics(run_id: str, metrics: Mapping[str, float], step: int | None = None) -> None:
+    """Log ``{name: value}`` to the run in one batch."""
+    now = int(time.time() * 1000)
+    batch = [Metric(k, float(v), now, step or 0) for k, v in metrics.items()]
+    MlflowClient().log_batch(run_id, metrics=batch)
+
+
+def log_params(run_id: str, params: Mapping[str, Any]) -> None:
+    """Log extra params to the run."""
+    MlflowClient().log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
+
+
+def set_tags(run_id: str, tags: Mapping[str, str]) -> None:
+    """Set tags on the run."""
+    client = MlflowClient()
+    for k, v in tags.items():
+        client.set_tag(run_id, k, v)
+
+
+def log_artifact(run_id: str, path: str | Path, artifact_path: str | None = None) -> None:
+    """Upload one file to the run's artifacts."""
+    MlflowClient().log_artifact(run_id, str(path), artifact_path)
+
+
+def log_split_datasets(run_id: str, table_csv: str | Path, source: str) -> dict[str, str]:
+    """``mlflow.log_input`` one dataset per split from a manifest+split table; return their digests."""
+    import pandas as pd
+
+    df = pd.read_csv(table_csv)
+    digests = {}
+    with mlflow.start_run(run_id=run_id):
+        for split, part in df.groupby("split"):
+            ds = mlflow.data.from_pandas(
+                part.reset_index(drop=True), source=source, name=f"gtzan-{split}", targets="genre"
+            )
+            mlflow.log_input(ds, context=str(split))
+            digests[str(split)] = ds.digest
+    return digests
+
+
+def end_run(run_id: str, status: str = "FINISHED") -> None:
+    """Close the run with ``status`` (``FINISHED``, ``FAILED`` or ``KILLED``)."""
+    MlflowClient().set_terminated(run_id, status)

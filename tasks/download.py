@@ -1,0 +1,49 @@
+"""Dataset download and manifest."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from prefect import task
+from prefect.logging import get_run_logger
+
+from crnn.dataset import build_manifest, read_manifest, write_manifest
+from infra.sources import fetch_dataset
+
+
+def _fingerprint(root: Path) -> str:
+    """Hash of every file's relative path, size and mtime under ``root`` (cheap change detector)."""
+    entries = sorted(
+        (str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()
+    )
+    return hashlib.sha256(json.dumps(entries).encode()).hexdigest()
+
+
+@task(name="download-dataset", retries=2, retry_delay_seconds=10)
+def download_dataset(source: str, work_dir: str) -> dict:
+    """Fetch ``source`` and write its manifest; return the manifest/exclusion CSV paths and counts."""
+    logger = get_run_logger()
+    root = fetch_dataset(source, Path(work_dir))
+    out_dir = Path(work_dir) / "manifests" / hashlib.sha256(str(root).encode()).hexdigest()[:12]
+    manifest, exclusions, stamp = out_dir / "manifest.csv", out_dir / "exclusions.csv", out_dir / "fingerprint"
+    fingerprint = _fingerprint(root)
+    if manifest.exists() and stamp.exists() and stamp.read_text() == fingerprint:
+        logger.info("manifest of %s unchanged, reusing %s", root, manifest)
+    else:
+        tracks, excluded = build_manifest(root)
+        for e in excluded:
+            logger.warning("excluded %s: %s", e.path, e.reason)
+        write_manifest(tracks, excluded, manifest, exclusions)
+        stamp.write_text(fingerprint)
+    n_tracks = len(read_manifest(manifest))
+    n_excluded = sum(1 for _ in exclusions.open()) - 1
+    logger.info("%d tracks, %d exclusions from %s", n_tracks, n_excluded, root)
+    return {
+        "root": str(root),
+        "manifest": str(manifest),
+        "exclusions": str(exclusions),
+        "n_tracks": n_tracks,
+        "n_excluded": n_excluded,
+    }

@@ -1,0 +1,63 @@
+"""CRNN training with per-epoch MLflow metrics."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from prefect import task
+from prefect.logging import get_run_logger
+
+from crnn.config import PipelineConfig
+from crnn.inference import build_model, checkpoint_state
+from crnn.models import count_parameters
+from crnn.train import SegmentDataset, fit, resolve_device, save_checkpoint, seed_everything
+from infra import tracking
+from tasks.features import load_split_features
+
+
+@task(name="train-crnn")
+def train_crnn(
+    split_table: str, cache_root: str, cfg: PipelineConfig, run_id: str, out_dir: str, device: str = "auto"
+) -> dict:
+    """Train on the train split with early stopping on val; log ``train/*``, ``val/*`` per epoch; return the checkpoint path."""
+    logger = get_run_logger()
+    dev = resolve_device(device)
+    seed_everything(cfg.train.seed)
+    train_x, train_y, _ = load_split_features(split_table, cache_root, cfg.features, "train")
+    val_x, val_y, _ = load_split_features(split_table, cache_root, cfg.features, "val")
+    train_set = SegmentDataset(train_x, train_y, cfg.features, jitter=True, seed=cfg.train.seed)
+    val_set = SegmentDataset(val_x, val_y, cfg.features)
+    model = build_model(cfg)
+    tracking.log_params(
+        run_id,
+        {
+            "device": str(dev),
+            "model.parameters": count_parameters(model),
+            "data.train_segments": len(train_set),
+            "data.val_segments": len(val_set),
+        },
+    )
+
+    def on_epoch_end(epoch: int, metrics: dict[str, float]) -> None:
+        tracking.log_metrics(run_id, metrics, step=epoch)
+        logger.info("epoch %d: %s", epoch, " ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+
+    start = time.perf_counter()
+    result = fit(model, train_set, val_set, cfg.train, device=dev, on_epoch_end=on_epoch_end)
+    seconds = time.perf_counter() - start
+    checkpoint = Path(out_dir) / "best.pt"
+    save_checkpoint(checkpoint_state(model.cpu(), cfg), checkpoint)
+    summary = {
+        "best_epoch": result.best_epoch,
+        "stopped_early": result.stopped_early,
+        "epochs_run": len(result.history),
+        "train_seconds": round(seconds, 1),
+    }
+    tracking.log_params(run_id, {f"train.result.{k}": v for k, v in summary.items()})
+    tracking.log_metrics(
+        run_id,
+        {"best/val_loss": result.best_metrics["val/loss"], "best/val_accuracy": result.best_metrics["val/accuracy"]},
+    )
+    logger.info("training done in %.1f s; best epoch %d", seconds, result.best_epoch)
+    return {"checkpoint": str(checkpoint), **summary}

@@ -1,0 +1,338 @@
+"""Tests for infra.sources against real local HTTP and moto S3 servers (no mocks)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import tarfile
+import threading
+import zipfile
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from infra import sources
+from infra.sources import DatasetSourceError, fetch_dataset
+
+WAV_NAME = "genres/blues/blues.00000.wav"
+
+
+def _wav_bytes() -> bytes:
+    """0.1 s of seeded noise as a 16-bit WAV file."""
+    buf = io.BytesIO()
+    noise = np.random.default_rng(0).uniform(-0.5, 0.5, 2205).astype(np.float32)
+    sf.write(buf, noise, 22050, format="WAV", subtype="PCM_16")
+    return buf.getvalue()
+
+
+def _tar_gz(path: Path, members: dict[str, bytes]) -> Path:
+    """Write a .tar.gz (or .tar) whose members are the given names and contents."""
+    with tarfile.open(path, "w:gz" if path.name.endswith("gz") else "w") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def _zip(path: Path, members: dict[str, bytes]) -> Path:
+    """Write a .zip whose members are the given names and contents."""
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return path
+
+
+def _sha(path: Path) -> str:
+    """Hex SHA-256 of a file."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+class _RangeHandler(BaseHTTPRequestHandler):
+    """Serves `server.root`, honours `Range: bytes=N-`, fails the first `server.fail_next` requests with 503."""
+
+    def do_GET(self) -> None:
+        """Answer one GET, recording its path and Range header."""
+        srv = self.server
+        srv.requests.append((self.path, self.headers.get("Range")))
+        if srv.fail_next > 0:
+            srv.fail_next -= 1
+            self.send_error(HTTPStatus.SERVICE_UNAVAILABLE)
+            return
+        path = srv.root / self.path.lstrip("/")
+        if not path.is_file():
+            self.send_error(HTTPStatus.NOT_FOUND)
+            return
+        data = path.read_bytes()
+        start = 0
+        rng = self.headers.get("Range")
+        if rng and not srv.ignore_range:
+            start = int(rng.removeprefix("bytes=").split("-")[0])
+        self.send_response(HTTPStatus.PARTIAL_CONTENT if start else HTTPStatus.OK)
+        if start:
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        self.send_header("Content-Length", str(len(data) - start))
+        self.end_headers()
+        if srv.truncate_next > 0:  # promise the full length, send half, hang up
+            srv.truncate_next -= 1
+            self.wfile.write(data[start : start + (len(data) - start) // 2])
+            self.close_connection = True
+            return
+        self.wfile.write(data[start:])
+
+    def log_message(self, *args: object) -> None:
+        """Keep test output quiet."""
+
+
+@pytest.fixture(autouse=True)
+def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Shrink the retry backoff so retry tests take milliseconds."""
+    monkeypatch.setattr(sources, "RETRY_BACKOFF_S", 0.01)
+
+
+@pytest.fixture
+def http_server(tmp_path: Path):
+    """A threaded HTTP server over `tmp_path/www`; yields the server (with `.url`, `.root`, `.requests`)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _RangeHandler)
+    server.root = tmp_path / "www"
+    server.root.mkdir()
+    server.requests, server.fail_next, server.truncate_next, server.ignore_range = [], 0, 0, False
+    server.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+@pytest.fixture
+def served_archive(http_server) -> tuple[str, Path]:
+    """URL and local copy of a small genres.tar.gz on the HTTP server."""
+    archive = _tar_gz(http_server.root / "genres.tar.gz", {WAV_NAME: _wav_bytes()})
+    return f"{http_server.url}/genres.tar.gz", archive
+
+
+def test_http_download_verifies_and_extracts(tmp_path, http_server, served_archive):
+    """A served tar.gz is downloaded, verified, extracted, and progress reaches the total."""
+    url, archive = served_archive
+    calls = []
+    out = fetch_dataset(url, tmp_path / "cache", sha256=_sha(archive), progress=lambda d, t: calls.append((d, t)))
+    assert out == (tmp_path / "cache" / "extracted" / "genres").resolve()
+    audio, sample_rate = sf.read(out / WAV_NAME)
+    assert sample_rate == 22050
+    assert audio.shape == (2205,)
+    downloads = tmp_path / "cache" / "downloads"
+    assert [p.name for p in downloads.iterdir()] == ["genres.tar.gz"]
+    assert calls[-1] == (archive.stat().st_size, archive.stat().st_size)
+
+
+def test_second_call_makes_no_request(tmp_path, http_server, served_archive):
+    """A rerun uses the cached archive and extraction: no new request."""
+    url, archive = served_archive
+    first = fetch_dataset(url, tmp_path / "cache", sha256=_sha(archive))
+    n_requests = len(http_server.requests)
+    assert fetch_dataset(url, tmp_path / "cache", sha256=_sha(archive)) == first
+    assert len(http_server.requests) == n_requests == 1
+
+
+def test_retries_after_503(tmp_path, http_server, served_archive):
+    """Two 503 answers are retried and the third attempt succeeds."""
+    url, archive = served_archive
+    http_server.fail_next = 2
+    out = fetch_dataset(url, tmp_path / "cache", sha256=_sha(archive))
+    assert (out / WAV_NAME).is_file()
+    assert len(http_server.requests) == 3
+
+
+def test_persistent_503_gives_up(tmp_path, http_server, served_archive):
+    """A server that keeps answering 503 gets RETRY_ATTEMPTS requests, then an error."""
+    url, _ = served_archive
+    http_server.fail_next = 100
+    with pytest.raises(DatasetSourceError, match="503"):
+        fetch_dataset(url, tmp_path / "cache")
+    assert len(http_server.requests) == sources.RETRY_ATTEMPTS
+
+
+def test_resume_from_partial_download(tmp_path, http_server, served_archive):
+    """An existing .part is resumed with a Range request, not downloaded again."""
+    url, archive = served_archive
+    data = archive.read_bytes()
+    part = tmp_path / "cache" / "downloads" / "genres.tar.gz.part"
+    part.parent.mkdir(parents=True)
+    part.write_bytes(data[: len(data) // 2])
+    calls = []
+    fetch_dataset(url, tmp_path / "cache", sha256=_sha(archive), progress=lambda d, t: calls.append((d, t)))
+    assert http_server.requests == [("/genres.tar.gz", f"bytes={len(data) // 2}-")]
+    assert (tmp_path / "cache" / "downloads" / "genres.tar.gz").read_bytes() == data
+    assert not part.exists()
+    assert calls[-1] == (len(data), len(data))
+
+
+def test_dropped_connection_resumes(tmp_path, http_server, served_archive):
+    """A body cut short mid-stream is retried with a Range request from the bytes already on disk."""
+    url, archive = served_archive
+    http_server.truncate_next = 1
+    size = archive.stat().st_size
+    fetch_dataset(url, tmp_path / "cache", sha256=_sha(archive))
+    assert http_server.requests == [("/genres.tar.gz", None), ("/genres.tar.gz", f"bytes={size // 2}-")]
+    assert (tmp_path / "cache" / "downloads" / "genres.tar.gz").read_bytes() == archive.read_bytes()
+
+
+def test_restarts_when_server_ignores_range(tmp_path, http_server, served_archive):
+    """A 200 answer to a Range request restarts the download from byte 0."""
+    url, archive = served_archive
+    http_server.ignore_range = True
+    part = tmp_path / "cache" / "downloads" / "genres.tar.gz.part"
+    part.parent.mkdir(parents=True)
+    part.write_bytes(b"stale bytes from another file")
+    fetch_dataset(url, tmp_path / "cache", sha256=_sha(archive))
+    assert http_server.requests[0][1] == "bytes=29-"
+    assert (tmp_path / "cache" / "downloads" / "genres.tar.gz").read_bytes() == archive.read_bytes()
+
+
+def test_checksum_mismatch_leaves_no_file(tmp_path, http_server, served_archive):
+    """A wrong digest raises naming both digests and leaves neither final nor .part file."""
+    url, archive = served_archive
+    wrong = "0" * 64
+    with pytest.raises(DatasetSourceError, match=f"expected {wrong}, got {_sha(archive)}"):
+        fetch_dataset(url, tmp_path / "cache", sha256=wrong)
+    assert list((tmp_path / "cache" / "downloads").iterdir()) == []
+    assert not (tmp_path / "cache" / "extracted").exists()
+    assert len(http_server.requests) == 1
+
+
+def test_404_is_not_retried(tmp_path, http_server):
+    """A 404 raises at once, after a single request."""
+    with pytest.raises(DatasetSourceError, match="404"):
+        fetch_dataset(f"{http_server.url}/missing.tar.gz", tmp_path / "cache")
+    assert len(http_server.requests) == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "member"),
+    [("dotdot.tar.gz", "../evil.txt"), ("absolute.tar", "ABS"), ("dotdot.zip", "../evil.txt")],
+)
+def test_path_traversal_is_rejected(tmp_path, name, member):
+    """Members escaping the destination raise, and nothing is written anywhere."""
+    member = str(tmp_path / "abs_evil.txt") if member == "ABS" else member
+    (tmp_path / "src").mkdir()
+    write = _zip if name.endswith(".zip") else _tar_gz
+    archive = write(tmp_path / "src" / name, {WAV_NAME: b"x", member: b"pwned"})
+    with pytest.raises(DatasetSourceError, match=r"evil\.txt"):
+        fetch_dataset(str(archive), tmp_path / "cache")
+    written = {p.name for p in tmp_path.rglob("*") if p.is_file()}
+    assert written == {name}
+    assert list((tmp_path / "cache" / "extracted").iterdir()) == []
+
+
+def test_other_archive_with_same_stem_is_extracted_again(tmp_path):
+    """A cached extraction is reused for the same archive but replaced for a different one with the same stem."""
+    first = _tar_gz(tmp_path / "genres.tar.gz", {WAV_NAME: _wav_bytes()})
+    out = fetch_dataset(str(first), tmp_path / "cache")
+    (out / WAV_NAME).write_bytes(b"touched")
+    assert (fetch_dataset(str(first), tmp_path / "cache") / WAV_NAME).read_bytes() == b"touched"
+    second = _zip(tmp_path / "genres.zip", {"genres/rock/rock.00000.wav": _wav_bytes()})
+    assert fetch_dataset(str(second), tmp_path / "cache") == out
+    assert [p.relative_to(out).as_posix() for p in out.rglob("*.wav")] == ["genres/rock/rock.00000.wav"]
+
+
+def test_symlink_outside_is_rejected(tmp_path):
+    """A symlink pointing outside the destination raises, naming the member."""
+    archive = tmp_path / "link.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        info = tarfile.TarInfo("genres/link")
+        info.type, info.linkname = tarfile.SYMTYPE, "../../../outside"
+        tar.addfile(info)
+    with pytest.raises(DatasetSourceError, match="genres/link"):
+        fetch_dataset(str(archive), tmp_path / "cache")
+    assert list((tmp_path / "cache" / "extracted").iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["genres.zip", "genres.tar.gz"])
+def test_local_archive(tmp_path, name):
+    """A local archive is verified and extracted without touching downloads/."""
+    archive = (_zip if name.endswith(".zip") else _tar_gz)(tmp_path / name, {WAV_NAME: _wav_bytes()})
+    out = fetch_dataset(str(archive), tmp_path / "cache", sha256=_sha(archive))
+    assert (out / WAV_NAME).is_file()
+    assert out == (tmp_path / "cache" / "extracted" / "genres").resolve()
+    assert not (tmp_path / "cache" / "downloads").exists()
+
+
+def test_local_archive_checksum_mismatch(tmp_path):
+    """A local archive with the wrong digest raises."""
+    archive = _tar_gz(tmp_path / "genres.tar.gz", {WAV_NAME: b"x"})
+    with pytest.raises(DatasetSourceError, match="SHA-256 mismatch"):
+        fetch_dataset(str(archive), tmp_path / "cache", sha256="f" * 64)
+
+
+def test_local_folder_returned_as_is(tmp_path):
+    """A local folder is returned resolved, without copying."""
+    (tmp_path / "data" / "genres" / "blues").mkdir(parents=True)
+    assert fetch_dataset(str(tmp_path / "data"), tmp_path / "cache") == (tmp_path / "data").resolve()
+    assert not (tmp_path / "cache").exists()
+
+
+@pytest.mark.parametrize("source", ["missing_folder", "notes.txt"])
+def test_bad_local_source(tmp_path, source):
+    """A missing path or a non-archive file raises, naming the source."""
+    (tmp_path / "notes.txt").write_text("not an archive")
+    with pytest.raises(DatasetSourceError, match=source):
+        fetch_dataset(str(tmp_path / source), tmp_path / "cache")
+
+
+@pytest.fixture
+def s3(monkeypatch: pytest.MonkeyPatch):
+    """A moto S3 server on a free port; yields a boto3 client pointed at it via AWS_ENDPOINT_URL."""
+    boto3 = pytest.importorskip("boto3")
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    env = {
+        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    yield boto3.client("s3")
+    server.stop()
+
+
+def test_s3_download_and_extract(tmp_path, s3):
+    """An S3 object is downloaded, extracted, not downloaded again, and a missing key raises."""
+    archive = _tar_gz(tmp_path / "genres.tar.gz", {WAV_NAME: _wav_bytes()})
+    s3.create_bucket(Bucket="datasets")
+    s3.upload_file(str(archive), "datasets", "gtzan/genres.tar.gz")
+    calls = []
+    out = fetch_dataset(
+        "s3://datasets/gtzan/genres.tar.gz",
+        tmp_path / "cache",
+        sha256=_sha(archive),
+        progress=lambda d, t: calls.append((d, t)),
+    )
+    assert (out / WAV_NAME).is_file()
+    assert calls[-1] == (archive.stat().st_size, archive.stat().st_size)
+    final = tmp_path / "cache" / "downloads" / "genres.tar.gz"
+    mtime = final.stat().st_mtime_ns
+    assert fetch_dataset("s3://datasets/gtzan/genres.tar.gz", tmp_path / "cache") == out
+    assert final.stat().st_mtime_ns == mtime
+    with pytest.raises(DatasetSourceError, match=r"missing\.tar\.gz"):
+        fetch_dataset("s3://datasets/missing.tar.gz", tmp_path / "cache")
+
+
+def test_s3_checksum_mismatch(tmp_path, s3):
+    """An S3 object with the wrong digest raises and leaves no file."""
+    archive = _tar_gz(tmp_path / "genres.tar.gz", {WAV_NAME: b"x"})
+    s3.create_bucket(Bucket="datasets")
+    s3.upload_file(str(archive), "datasets", "genres.tar.gz")
+    with pytest.raises(DatasetSourceError, match="SHA-256 mismatch"):
+        fetch_dataset("s3://datasets/genres.tar.gz", tmp_path / "cache", sha256="0" * 64)
+    assert list((tmp_path / "cache" / "downloads").iterdir()) == []

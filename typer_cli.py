@@ -1,0 +1,149 @@
+"""genre-crnn command line: download data, run train-flow, evaluate a registered model on a labelled folder."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
+from rich.table import Table
+
+from crnn.config import FeatureConfig, SplitConfig, TrainConfig
+from infra.sources import GTZAN_URL, fetch_dataset
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
+console = Console(stderr=True)
+_F, _T, _S = FeatureConfig(), TrainConfig(), SplitConfig()
+
+Source = Annotated[
+    str,
+    typer.Option(
+        help="HTTPS/HTTP archive URL (default: public GTZAN mirror, SHA-256 pinned), s3://bucket/key, local .tar.gz/.zip, or a local folder."
+    ),
+]
+WorkDir = Annotated[Path, typer.Option(help="Folder for downloads, manifests, the log-mel cache and checkpoints.")]
+
+
+def _fetch_with_progress(source: str, work_dir: Path) -> Path:
+    """Download/extract ``source`` with a progress bar (a no-op for folders and cached archives)."""
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        job = bar.add_task(f"fetching {source}", total=None)
+        return fetch_dataset(
+            source, work_dir, progress=lambda done, total: bar.update(job, completed=done, total=total)
+        )
+
+
+@app.command()
+def download(source: Source = GTZAN_URL, work_dir: WorkDir = Path("work")) -> None:
+    """Fetch a GTZAN copy, verify it, and write its manifest (track id, genre, path, duration, sample rate, SHA-256) and exclusion list."""
+    from flows.download_flow import download_flow
+
+    _fetch_with_progress(source, work_dir)
+    result = download_flow(source=source, work_dir=str(work_dir))
+    console.print(
+        f"[green]{result['n_tracks']} tracks[/], {result['n_excluded']} excluded; manifest: {result['manifest']}"
+    )
+
+
+@app.command()
+def train(
+    source: Source = GTZAN_URL,
+    work_dir: WorkDir = Path("work"),
+    split: Annotated[
+        str,
+        typer.Option(
+            help="Track-level split: auto (filtered when the full GTZAN is present, else stratified), filtered, index or stratified."
+        ),
+    ] = _S.method,
+    val_fraction: Annotated[
+        float, typer.Option(help="Share of each genre's tracks for validation (stratified split).")
+    ] = _S.val_fraction,
+    test_fraction: Annotated[
+        float, typer.Option(help="Share of each genre's tracks for test (stratified split).")
+    ] = _S.test_fraction,
+    sample_rate: Annotated[
+        int, typer.Option(help="Analysis sample rate in Hz (audio is resampled to it).")
+    ] = _F.sample_rate,
+    n_fft: Annotated[int, typer.Option(help="FFT size in samples.")] = _F.n_fft,
+    hop_length: Annotated[int, typer.Option(help="Hop between log-mel frames in samples.")] = _F.hop_length,
+    n_mels: Annotated[int, typer.Option(help="Number of mel bands.")] = _F.n_mels,
+    segment_s: Annotated[float, typer.Option(help="Segment length in seconds.")] = _F.segment_s,
+    overlap_s: Annotated[float, typer.Option(help="Overlap between consecutive segments in seconds.")] = _F.overlap_s,
+    rnn_type: Annotated[str, typer.Option(help="Recurrent layer: gru or lstm (bidirectional).")] = "gru",
+    epochs: Annotated[int, typer.Option(help="Maximum number of epochs (early stopping on val/loss).")] = _T.epochs,
+    batch_size: Annotated[int, typer.Option(help="Segments per batch.")] = _T.batch_size,
+    learning_rate: Annotated[float, typer.Option(help="Adam learning rate.")] = _T.learning_rate,
+    patience: Annotated[int, typer.Option(help="Epochs without a better val/loss before stopping.")] = _T.patience,
+    seed: Annotated[int, typer.Option(help="Random seed (split, initialisation, batches).")] = _T.seed,
+    device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda or cuda:N.")] = "auto",
+    feature_backend: Annotated[
+        str, typer.Option(help="Log-mel path: auto (torch on CUDA, librosa on CPU), torch or librosa.")
+    ] = "auto",
+    experiment: Annotated[str, typer.Option(help="MLflow experiment name.")] = "genre-crnn",
+    model_name: Annotated[str, typer.Option(help="MLflow registered model name.")] = "genre-crnn",
+) -> None:
+    """Run train-flow: download, split, log-mel features, CRNN training, test evaluation, registration.
+
+    Tracking goes to $MLFLOW_TRACKING_URI, or to ./mlflow.db (SQLite) with artifacts in ./mlartifacts.
+    """
+    from flows.train_flow import train_flow
+
+    params = {k: v for k, v in locals().items() if k not in ("work_dir", "train_flow")}
+    _fetch_with_progress(source, work_dir)
+    result = train_flow(work_dir=str(work_dir), **params)
+    test, reg = result["test"], result["registry"]
+    console.print(
+        f"[bold]run {result['run_id']}[/]: test track accuracy {test['test/track_accuracy']:.3f}, macro-F1 {test['test/macro_f1']:.3f}, "
+        f"segment accuracy {test['test/segment_accuracy']:.3f}\n{reg['name']} v{reg['version']}: {reg['reason']}"
+    )
+
+
+@app.command()
+def evaluate(
+    data: Annotated[
+        Path, typer.Option(help="Labelled folder of <genre>.NNNNN.wav|au files (e.g. ../shared/data/gtzan_excerpts).")
+    ],
+    model: Annotated[str, typer.Option(help="MLflow model URI.")] = "models:/genre-crnn@champion",
+    output: Annotated[Path | None, typer.Option(help="Write the metrics as JSON here.")] = None,
+) -> None:
+    """Clip accuracy, macro-F1 and per-genre recall of a registered model on a labelled folder (whole clips, no split)."""
+    import mlflow
+    import pandas as pd
+
+    from crnn import GENRES
+    from crnn.dataset import discover_tracks, parse_track_id
+    from crnn.evaluate import classification_report
+    from infra.tracking import configure_tracking
+
+    configure_tracking()
+    paths = discover_tracks(data)
+    truth = [GENRES.index(parse_track_id(p.name.rsplit(".", 1)[0])[0]) for p in paths]
+    pred = mlflow.pyfunc.load_model(model).predict(pd.DataFrame({"path": [str(p) for p in paths]}))
+    report = classification_report(truth, [GENRES.index(g) for g in pred["genre"]], len(GENRES))
+    table = Table("genre", "recall", "precision", "clips", title=f"{model} on {data}")
+    for g, r, p, n in zip(GENRES, report.recall, report.precision, report.support):
+        table.add_row(g, f"{r:.2f}", f"{p:.2f}", str(n))
+    Console().print(table)
+    metrics = {"clips": len(paths), "accuracy": report.accuracy, "macro_f1": report.macro_f1}
+    Console().print(f"clip accuracy {report.accuracy:.3f}, macro-F1 {report.macro_f1:.3f} over {len(paths)} clips")
+    if output:
+        output.write_text(json.dumps(metrics | {"recall": dict(zip(GENRES, report.recall.tolist()))}, indent=2))
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    app()
