@@ -229,15 +229,16 @@ def extract_to_cache(
         on_progress: called as ``on_progress(done, total)``.
 
     Returns:
-        ``{"computed": n, "cached": m}``.
+        ``{"computed": n, "cached": m}``, counting distinct content hashes.
 
     Raises:
         ValueError: unknown backend. AudioDecodeError: a file does not decode.
     """
     if backend not in ("librosa", "torch"):
         raise ValueError(f"feature backend must be 'librosa' or 'torch', got {backend!r}")
-    todo = list(dict.fromkeys((p, h) for p, h in items if not cache.has(h)))
-    total, done = len(items), len(items) - len(todo)
+    unique = {h: p for p, h in reversed(items)}  # one computation per content hash (first path wins)
+    todo = [(p, h) for h, p in reversed(unique.items()) if not cache.has(h)]
+    total, done = len(unique), len(unique) - len(todo)
     for start in range(0, len(todo), batch_size if backend == "torch" else 1):
         chunk = todo[start : start + (batch_size if backend == "torch" else 1)]
         waves = [load_audio(p, cache.cfg.sample_rate) for p, _ in chunk]
@@ -250,4 +251,4 @@ def extract_to_cache(
         done += len(chunk)
         if on_progress:
             on_progress(done, total)
-    return {"computed": len(todo), "cached": len(items) - len(todo)}
+    return {"computed": len(todo), "cached": len(unique) - len(todo)}

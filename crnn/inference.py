@@ -58,6 +58,11 @@ def predict_waveform(model: CRNN, waveform: np.ndarray, sample_rate: int) -> tup
     """
     cfg = model.feature_cfg
     mono = to_mono_resampled(np.asarray(waveform, dtype=np.float32), sample_rate, cfg.sample_rate)
+    # The centred STFT needs more than n_fft // 2 samples; check here so very short audio is a ValueError too.
+    if mono.size <= cfg.n_fft // 2 or 1 + mono.size // cfg.hop_length < cfg.min_frames:
+        raise ValueError(
+            f"audio of {mono.size / cfg.sample_rate:.3f} s is shorter than min_segment_s={cfg.min_segment_s} s"
+        )
     device = next(model.parameters()).device
     log_mel = model.frontend(torch.from_numpy(mono).to(device))  # (n_mels, frames)
     segment_probs = predict_segments(model, log_mel, cfg)

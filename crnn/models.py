@@ -100,6 +100,8 @@ class CRNN(nn.Module):
 
     def classify(self, log_mel: Tensor) -> Tensor:
         """Logits (B, n_classes) from log-mel spectrograms (B, n_mels, frames) in dB."""
+        if self.model_cfg.level_norm:
+            log_mel = log_mel - log_mel.mean(dim=(1, 2), keepdim=True)  # remove each input's overall level
         x = self.input_norm(log_mel).unsqueeze(1)  # (B, 1, n_mels, frames)
         x = self.convs(x)  # (B, C, n_mels / freq_div, frames / time_div)
         x = x.flatten(1, 2).transpose(1, 2)  # (B, steps, C * mels')

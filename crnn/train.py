@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torchaudio
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
@@ -40,7 +41,10 @@ class SegmentDataset(Dataset):
 
     Item ``i`` is ``(log_mel, label, track_index)`` with log_mel shape (n_mels, segment_frames).
     With ``jitter=True`` (training) each segment start moves by a random offset of up to half
-    the segment hop, so every epoch sees slightly different crops.
+    the segment hop, so every epoch sees slightly different crops. Offsets come from torch's
+    global RNG, which ``DataLoader`` seeds differently in every worker and epoch (and
+    :func:`fit` seeds from ``TrainConfig.seed``), so crops are reproducible and never repeat
+    across workers.
 
     Args:
         log_mels: one array per track, shape (n_mels, frames_i), in dB; tracks shorter than
@@ -61,7 +65,6 @@ class SegmentDataset(Dataset):
         seed: int = 0,
     ) -> None:
         self.log_mels, self.labels, self.cfg, self.jitter = log_mels, list(labels), cfg, jitter
-        self.rng = np.random.default_rng(seed)
         self.items = [
             (t, s)
             for t, mel in enumerate(log_mels)
@@ -77,7 +80,8 @@ class SegmentDataset(Dataset):
         mel, width = self.log_mels[t], self.cfg.segment_frames
         if self.jitter:
             half = self.cfg.hop_frames // 2
-            start = int(np.clip(start + self.rng.integers(-half, half + 1), 0, mel.shape[1] - width))
+            offset = int(torch.randint(-half, half + 1, ()).item())
+            start = int(np.clip(start + offset, 0, mel.shape[1] - width))
         return torch.from_numpy(np.ascontiguousarray(mel[:, start : start + width])), self.labels[t], t
 
 
@@ -96,14 +100,46 @@ def _autocast(device: torch.device) -> torch.autocast:
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 
+def spec_augment(cfg: TrainConfig) -> nn.Module:
+    """SpecAugment masking (Park et al. 2019) for log-mel batches (B, n_mels, frames); empty when off.
+
+    One frequency mask of up to ``cfg.freq_mask`` bands and one time mask of up to
+    ``cfg.time_mask`` frames per example (see :func:`apply_masks` for the fill value).
+    """
+    layers: list[nn.Module] = []
+    if cfg.freq_mask:
+        layers.append(torchaudio.transforms.FrequencyMasking(cfg.freq_mask, iid_masks=True))
+    if cfg.time_mask:
+        layers.append(torchaudio.transforms.TimeMasking(cfg.time_mask, iid_masks=True))
+    return nn.Sequential(*layers)
+
+
+def apply_masks(augment: nn.Module, log_mel: Tensor) -> Tensor:
+    """Apply :func:`spec_augment` masks to (B, n_mels, frames) in dB, filling with each example's mean level.
+
+    torchaudio fills masks with 0; masking the mean-removed input and adding the mean back makes
+    a masked cell read as the example's average level instead of 0 dB (which would be loud).
+    """
+    if len(augment) == 0:
+        return log_mel
+    mean = log_mel.mean(dim=(1, 2), keepdim=True)
+    return augment((log_mel - mean).unsqueeze(1)).squeeze(1) + mean  # masks act on (B, 1, n_mels, frames)
+
+
 def _run_epoch(
-    model: nn.Module, loader: DataLoader, device: torch.device, optimizer: torch.optim.Optimizer | None
+    model: nn.Module,
+    loader: DataLoader,
+    device: torch.device,
+    optimizer: torch.optim.Optimizer | None,
+    augment: nn.Module | None = None,
 ) -> dict[str, float]:
     model.train(optimizer is not None)
     loss_sum, correct, n = 0.0, 0, 0
     with torch.set_grad_enabled(optimizer is not None):
         for x, y, _ in loader:
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            if augment is not None:
+                x = apply_masks(augment, x)
             with _autocast(device):
                 logits = model.classify(x)
                 loss = nn.functional.cross_entropy(logits.float(), y)
@@ -171,7 +207,7 @@ def fit(
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     result, best_state, best_loss = FitResult(0, {}), None, float("inf")
     for epoch in range(1, cfg.epochs + 1):
-        train_m = _run_epoch(model, train_loader, device, optimizer)
+        train_m = _run_epoch(model, train_loader, device, optimizer, spec_augment(cfg))
         val_m = _run_epoch(model, val_loader, device, None)
         metrics = {f"train/{k}": v for k, v in train_m.items()} | {f"val/{k}": v for k, v in val_m.items()}
         result.history.append(metrics)
@@ -185,5 +221,7 @@ def fit(
         elif epoch - result.best_epoch >= cfg.patience:
             result.stopped_early = True
             break
+    if best_state is None:
+        raise RuntimeError(f"validation loss was never finite in {len(result.history)} epochs; nothing to keep")
     model.load_state_dict(best_state)
     return result

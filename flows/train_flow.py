@@ -9,7 +9,7 @@ from prefect import flow
 from crnn.config import FeatureConfig, ModelConfig, PipelineConfig, SplitConfig, TrainConfig
 from infra.registry import MODEL_NAME
 from infra.sources import GTZAN_URL
-from infra.tracking import DEFAULT_EXPERIMENT, configure_tracking
+from infra.tracking import DEFAULT_EXPERIMENT
 from tasks.download import download_dataset
 from tasks.evaluate import evaluate_test
 from tasks.features import compute_log_mels
@@ -61,12 +61,11 @@ def train_flow(
         ),
         split=SplitConfig(method=split, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed),
     )
-    configure_tracking()
     work = Path(work_dir)
     dataset = download_dataset(source, str(work))
     split_info = split_tracks(dataset["manifest"], cfg.split, str(Path(dataset["manifest"]).parent))
     features = compute_log_mels(split_info["table"], cfg.features, str(work / "features"), feature_backend, device)
-    run_id = start_mlflow_run(cfg, source, experiment, split_info, dataset, device)
+    run_id = start_mlflow_run(cfg, source, experiment, split_info, dataset, features, device)
     run_dir = str(work / "runs" / run_id)
     try:
         trained = train_crnn(split_info["table"], str(work / "features"), cfg, run_id, run_dir, device)

@@ -37,6 +37,7 @@ def evaluate_test(
     split_table: str, cache_root: str, checkpoint: str, run_id: str, out_dir: str, device: str = "auto"
 ) -> dict:
     """Score the test split only; log ``test/*`` metrics, the confusion matrix PNG and reports; return the metrics."""
+    tracking.configure_tracking()
     model, cfg = load_checkpoint(checkpoint, resolve_device(device))
     mels, labels, ids = load_split_features(split_table, cache_root, cfg.features, "test")
     seg_probs = [predict_segments(model, torch.from_numpy(m), cfg.features) for m in mels]

@@ -42,6 +42,7 @@ def register_model(
     model_name: str = registry.MODEL_NAME,
 ) -> dict:
     """Log the pyfunc model, register a version (alias ``challenger``) and promote it if it beats the champion."""
+    tracking.configure_tracking()
     model_uri = registry.log_model(run_id, checkpoint)
     decision = registry.register_and_promote(
         model_uri,

@@ -12,8 +12,11 @@ from infra import tracking
 
 
 @task(name="start-mlflow-run")
-def start_mlflow_run(cfg: PipelineConfig, source: str, experiment: str, split: dict, dataset: dict, device: str) -> str:
+def start_mlflow_run(
+    cfg: PipelineConfig, source: str, experiment: str, split: dict, dataset: dict, features: dict, device: str
+) -> str:
     """Create the run with the flattened config, data facts and environment as params; log the split datasets; return the run id."""
+    tracking.configure_tracking()
     params = flatten(cfg.to_dict()) | {
         "data.source": source,
         "data.tracks": dataset["n_tracks"],
@@ -22,6 +25,9 @@ def start_mlflow_run(cfg: PipelineConfig, source: str, experiment: str, split: d
         **{f"split.{k}_tracks": v for k, v in split["counts"].items()},
         "seed": cfg.train.seed,
         "device.requested": device,
+        "cache.log_mels_computed": features["computed"],
+        "cache.log_mels_reused": features["cached"],
+        "cache.feature_backend": features["backend"],
     }
     tags = {
         "torch": torch.__version__,
@@ -38,4 +44,5 @@ def start_mlflow_run(cfg: PipelineConfig, source: str, experiment: str, split: d
 @task(name="end-mlflow-run")
 def end_mlflow_run(run_id: str, status: str = "FINISHED") -> None:
     """Mark the run finished (or failed)."""
+    tracking.configure_tracking()
     tracking.end_run(run_id, status)

@@ -21,12 +21,13 @@ def train_crnn(
     split_table: str, cache_root: str, cfg: PipelineConfig, run_id: str, out_dir: str, device: str = "auto"
 ) -> dict:
     """Train on the train split with early stopping on val; log ``train/*``, ``val/*`` per epoch; return the checkpoint path."""
+    tracking.configure_tracking()
     logger = get_run_logger()
     dev = resolve_device(device)
     seed_everything(cfg.train.seed)
     train_x, train_y, _ = load_split_features(split_table, cache_root, cfg.features, "train")
     val_x, val_y, _ = load_split_features(split_table, cache_root, cfg.features, "val")
-    train_set = SegmentDataset(train_x, train_y, cfg.features, jitter=True, seed=cfg.train.seed)
+    train_set = SegmentDataset(train_x, train_y, cfg.features, jitter=True)
     val_set = SegmentDataset(val_x, val_y, cfg.features)
     model = build_model(cfg)
     tracking.log_params(

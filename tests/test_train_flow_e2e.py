@@ -1,0 +1,87 @@
+"""End-to-end: train-flow on a slice of real GTZAN audio against a temporary SQLite MLflow store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from crnn import GENRES
+
+pytestmark = pytest.mark.slow
+
+FAST = {"epochs": 1, "batch_size": 32, "patience": 1}
+
+
+@pytest.fixture
+def gtzan_slice(gtzan_mini: Path, tmp_path: Path) -> Path:
+    """3 real tracks per genre (symlinks) plus a corrupt file and a macOS resource fork."""
+    root = tmp_path / "slice" / "genres"
+    for genre in GENRES:
+        (root / genre).mkdir(parents=True)
+        for src in sorted((gtzan_mini / genre).glob("*.wav"))[:3]:
+            (root / genre / src.name).symlink_to(src)
+    (root / "jazz" / "jazz.00054.wav").write_bytes(b"RIFF" + np.random.default_rng(0).bytes(4000))
+    (root / "blues" / "._blues.00000.wav").write_bytes(b"\x00\x05\x16\x07" + b"\x00" * 60)
+    return root.parent
+
+
+def test_train_flow_registers_a_champion_and_reuses_features(prefect_harness, mlflow_store, gtzan_slice, tmp_path):
+    from flows.train_flow import train_flow
+
+    first = train_flow(source=str(gtzan_slice), work_dir=str(tmp_path / "work"), **FAST)
+
+    client = MlflowClient()
+    run = client.get_run(first["run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.params["features.n_mels"] == "96" and run.data.params["split.method_used"] == "stratified"
+    assert run.data.params["data.tracks"] == "30" and run.data.params["data.excluded"] == "2"
+    assert "mlflow.source.git.commit" in run.data.tags
+    assert {"test/track_accuracy", "test/macro_f1", "test/segment_accuracy", "val/accuracy"} <= set(run.data.metrics)
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")] == [1]
+    assert {i.dataset.name for i in run.inputs.dataset_inputs} == {"gtzan-train", "gtzan-val", "gtzan-test"}
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
+    assert "evaluation/confusion_matrix.png" in artifacts and "evaluation/per_genre_report.csv" in artifacts
+    exclusions = pd.read_csv(
+        tmp_path
+        / "work"
+        / "manifests"
+        / next(iter(p.name for p in (tmp_path / "work" / "manifests").iterdir()))
+        / "exclusions.csv"
+    )
+    assert {Path(p).name for p in exclusions["path"]} == {"jazz.00054.wav", "._blues.00000.wav"}
+
+    champion = client.get_model_version_by_alias("genre-crnn", "champion")
+    assert champion.version == "1" and champion.run_id == first["run_id"]
+    assert first["features"]["computed"] == 30
+
+    # A second run with another seed: features come from the cache, the split differs, so the
+    # champion is re-scored on the new test split before the decision.
+    second = train_flow(source=str(gtzan_slice), work_dir=str(tmp_path / "work"), seed=7, **FAST)
+    assert second["features"] == second["features"] | {"computed": 0, "cached": 30}
+    decision = second["registry"]
+    assert decision["version"] == "2" and "re-scored on this split" in decision["reason"]
+    assert client.get_model_version_by_alias("genre-crnn", "challenger").version == "2"
+    expected_champion = "2" if decision["promoted"] else "1"
+    assert client.get_model_version_by_alias("genre-crnn", "champion").version == expected_champion
+
+
+def test_registered_model_scores_paths_and_waveforms(prefect_harness, mlflow_store, gtzan_slice, gtzan_mini, tmp_path):
+    from crnn.audio import load_audio
+    from flows.train_flow import train_flow
+
+    train_flow(source=str(gtzan_slice), work_dir=str(tmp_path / "work"), **FAST)
+    model = mlflow.pyfunc.load_model("models:/genre-crnn@champion")
+    track = gtzan_mini / "rock" / "rock.00009.wav"
+    by_path = model.predict(pd.DataFrame({"path": [str(track)]}))
+    wave = load_audio(track, 22050)
+    by_wave = model.predict(pd.DataFrame({"waveform": [wave.astype(np.float64)], "sample_rate": [22050]}))
+    probs = [f"prob_{g}" for g in GENRES]
+    assert list(by_path.columns) == ["genre", *probs]
+    assert by_path[probs].sum(axis=1).iloc[0] == pytest.approx(1.0, abs=1e-5)
+    np.testing.assert_allclose(by_path[probs].to_numpy(), by_wave[probs].to_numpy(), atol=1e-5)
+    assert by_path["genre"].iloc[0] == by_wave["genre"].iloc[0] in GENRES
