@@ -88,6 +88,12 @@ def train(
     batch_size: Annotated[int, typer.Option(help="Segments per batch.")] = _T.batch_size,
     learning_rate: Annotated[float, typer.Option(help="Adam learning rate.")] = _T.learning_rate,
     patience: Annotated[int, typer.Option(help="Epochs without a better val/loss before stopping.")] = _T.patience,
+    freq_mask: Annotated[
+        int, typer.Option(help="SpecAugment: widest frequency mask in mel bands (0: off).")
+    ] = _T.freq_mask,
+    time_mask: Annotated[
+        int, typer.Option(help="SpecAugment: widest time mask in log-mel frames (0: off).")
+    ] = _T.time_mask,
     seed: Annotated[int, typer.Option(help="Random seed (split, initialisation, batches).")] = _T.seed,
     device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda or cuda:N.")] = "auto",
     feature_backend: Annotated[

@@ -91,10 +91,7 @@ def to_mono_resampled(data: np.ndarray, orig_sr: int, sample_rate: int) -> np.nd
     return mono.astype(np.float32, copy=False)
 
 
-def file_sha256(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file's bytes, read in chunks."""
-    digest = hashlib.sha256()
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes (streamed by ``hashlib.file_digest``)."""
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(chunk_bytes), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()

@@ -39,6 +39,8 @@ def train_flow(
     batch_size: int = _T.batch_size,
     learning_rate: float = _T.learning_rate,
     patience: int = _T.patience,
+    freq_mask: int = _T.freq_mask,
+    time_mask: int = _T.time_mask,
     seed: int = _T.seed,
     device: str = "auto",
     feature_backend: str = "auto",

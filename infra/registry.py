@@ -103,7 +103,7 @@ def register_and_promote(
     (``split_digest``); otherwise ``rescore_champion(model_uri)`` measures it on this split.
     """
     client = MlflowClient()
-    version = mlflow.register_model(model_uri, name).version
+    version = str(mlflow.register_model(model_uri, name).version)
     tags = {"run_id": run_id, SELECTION_METRIC: f"{score:.6f}", "split_digest": split_digest}
     for k, v in tags.items():
         client.set_model_version_tag(name, version, k, v)
@@ -119,7 +119,7 @@ def register_and_promote(
         better = score > champ_score
         verdict = "beats" if better else "does not beat"
         reason = f"{SELECTION_METRIC} {score:.4f} {verdict} champion v{current.version}'s {champ_score:.4f} ({how})"
-        decision = Decision(version, better, score, current.version, champ_score, reason)
+        decision = Decision(version, better, score, str(current.version), champ_score, reason)
     if decision.promoted:
         client.set_registered_model_alias(name, CHAMPION, version)
     client.set_model_version_tag(name, version, "promotion_decision", decision.reason)

@@ -4,7 +4,6 @@ Downloads resume from a `.part` file, are checked against a SHA-256 digest and r
 atomically; archives are extracted once, safely, into `cache_dir/extracted/<archive-stem>/`.
 """
 
-import hashlib
 import logging
 import os
 import shutil
@@ -18,6 +17,8 @@ from urllib.parse import urlparse
 import requests
 import urllib3
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from crnn.audio import file_sha256
 
 GTZAN_URL = "https://huggingface.co/datasets/marsyas/gtzan/resolve/main/data/genres.tar.gz"
 GTZAN_SHA256 = "24347e0223d2ba798e0a558c4c172d9d4a19c00bb7963fe055d183dadb4ef2c6"  # genres.tar.gz, as torchaudio pins
@@ -103,18 +104,9 @@ def _archive_name(source: str, name: str) -> str:
     return name
 
 
-def _sha256_of(path: Path) -> str:
-    """Hex SHA-256 digest of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(_CHUNK_BYTES), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _verify(path: Path, sha256: str, source: str) -> None:
     """Raise (naming both digests) when `path` does not hash to `sha256`."""
-    actual = _sha256_of(path)
+    actual = file_sha256(path)
     if actual != sha256.lower():
         raise DatasetSourceError(f"{source}: SHA-256 mismatch for {path.name}: expected {sha256.lower()}, got {actual}")
 
@@ -123,7 +115,7 @@ def _cached(final: Path, sha256: str | None, source: str) -> bool:
     """True when `final` exists and matches `sha256` (if given); a bad copy is deleted."""
     if not final.is_file():
         return False
-    if sha256 is None or _sha256_of(final) == sha256.lower():
+    if sha256 is None or file_sha256(final) == sha256.lower():
         logger.info("Using cached %s for %s", final, source)
         return True
     logger.warning("Cached %s does not match its SHA-256; downloading %s again", final, source)

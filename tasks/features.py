@@ -6,6 +6,7 @@ import time
 
 import pandas as pd
 from prefect import task
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.logging import get_run_logger
 
 from crnn.config import FeatureConfig
@@ -27,10 +28,12 @@ def compute_log_mels(
     df = pd.read_csv(split_table)
     cache = FeatureCache(cache_root, cfg)
     start = time.perf_counter()
+    artifact = create_progress_artifact(0.0, description="compute-log-mels: tracks done")
 
     def progress(done: int, total: int) -> None:
         if done % 25 == 0 or done == total:
-            logger.info("log-mels %d/%d", done, total)
+            update_progress_artifact(artifact, 100.0 * done / total)
+            logger.info("log-mels %d/%d (%.0f s)", done, total, time.perf_counter() - start)
 
     counts = extract_to_cache(
         list(zip(df["path"], df["sha256"])), cache, backend=backend, device=dev, on_progress=progress

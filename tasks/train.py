@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 from prefect import task
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.logging import get_run_logger
 
 from crnn.config import PipelineConfig
@@ -40,13 +41,28 @@ def train_crnn(
         },
     )
 
+    progress = create_progress_artifact(
+        0.0, description=f"train-crnn: epochs of {cfg.train.epochs} (early stopping may end sooner)"
+    )
+    start = time.perf_counter()
+
     def on_epoch_end(epoch: int, metrics: dict[str, float]) -> None:
         tracking.log_metrics(run_id, metrics, step=epoch)
-        logger.info("epoch %d: %s", epoch, " ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+        update_progress_artifact(progress, 100.0 * epoch / cfg.train.epochs)
+        per_epoch = (time.perf_counter() - start) / epoch
+        values = " ".join(f"{k}={v:.4f}" for k, v in metrics.items())
+        logger.info(
+            "epoch %d/%d (%.0f s/epoch, at most %.0f s left): %s",
+            epoch,
+            cfg.train.epochs,
+            per_epoch,
+            per_epoch * (cfg.train.epochs - epoch),
+            values,
+        )
 
-    start = time.perf_counter()
     result = fit(model, train_set, val_set, cfg.train, device=dev, on_epoch_end=on_epoch_end)
     seconds = time.perf_counter() - start
+    update_progress_artifact(progress, 100.0)
     checkpoint = Path(out_dir) / "best.pt"
     save_checkpoint(checkpoint_state(model.cpu(), cfg), checkpoint)
     summary = {

@@ -56,7 +56,7 @@ def test_train_flow_registers_a_champion_and_reuses_features(prefect_harness, ml
     assert {Path(p).name for p in exclusions["path"]} == {"jazz.00054.wav", "._blues.00000.wav"}
 
     champion = client.get_model_version_by_alias("genre-crnn", "champion")
-    assert champion.version == "1" and champion.run_id == first["run_id"]
+    assert str(champion.version) == "1" and champion.run_id == first["run_id"]
     assert first["features"]["computed"] == 30
 
     # A second run with another seed: features come from the cache, the split differs, so the
@@ -65,9 +65,9 @@ def test_train_flow_registers_a_champion_and_reuses_features(prefect_harness, ml
     assert second["features"] == second["features"] | {"computed": 0, "cached": 30}
     decision = second["registry"]
     assert decision["version"] == "2" and "re-scored on this split" in decision["reason"]
-    assert client.get_model_version_by_alias("genre-crnn", "challenger").version == "2"
+    assert str(client.get_model_version_by_alias("genre-crnn", "challenger").version) == "2"
     expected_champion = "2" if decision["promoted"] else "1"
-    assert client.get_model_version_by_alias("genre-crnn", "champion").version == expected_champion
+    assert str(client.get_model_version_by_alias("genre-crnn", "champion").version) == expected_champion
 
 
 def test_registered_model_scores_paths_and_waveforms(prefect_harness, mlflow_store, gtzan_slice, gtzan_mini, tmp_path):

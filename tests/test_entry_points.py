@@ -1,0 +1,46 @@
+"""The ways users launch training agree: CLI options, train-flow parameters and MLproject parameters."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import typer.main
+import yaml
+
+from flows.train_flow import train_flow
+from typer_cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli_options(command: str) -> dict[str, object]:
+    group = typer.main.get_command(app)
+    cmd = group.commands[command]
+    return {p.name: p.default for p in cmd.params if p.name != "help"}
+
+
+def mlproject_parameters(entry_point: str) -> dict[str, dict]:
+    spec = yaml.safe_load((ROOT / "MLproject").read_text())
+    return spec["entry_points"][entry_point]["parameters"]
+
+
+def test_every_mlproject_parameter_is_a_cli_option_with_the_same_default() -> None:
+    options, params = cli_options("train"), mlproject_parameters("main")
+    assert set(params) == set(options)
+    for name, spec in params.items():
+        assert str(spec["default"]) == str(options[name]), name
+
+
+def test_mlproject_command_passes_every_parameter() -> None:
+    spec = yaml.safe_load((ROOT / "MLproject").read_text())["entry_points"]["main"]
+    for name in spec["parameters"]:
+        assert f"--{name.replace('_', '-')} {{{name}}}" in spec["command"], name
+
+
+def test_train_flow_parameters_match_the_cli() -> None:
+    flow_params = {k: v.default for k, v in inspect.signature(train_flow.fn).parameters.items()}
+    options = cli_options("train")
+    assert set(flow_params) == set(options)
+    for name, default in flow_params.items():
+        assert str(default) == str(options[name]), name
