@@ -7,10 +7,10 @@ import json
 from pathlib import Path
 
 from prefect import task
-from prefect.logging import get_run_logger
 
 from crnn.dataset import build_manifest, read_manifest, write_manifest
 from infra.sources import fetch_dataset
+from tasks import task_logger
 
 
 def _fingerprint(root: Path) -> str:
@@ -24,7 +24,7 @@ def _fingerprint(root: Path) -> str:
 @task(name="download-dataset", retries=2, retry_delay_seconds=10)
 def download_dataset(source: str, work_dir: str) -> dict:
     """Fetch ``source`` and write its manifest; return the manifest/exclusion CSV paths and counts."""
-    logger = get_run_logger()
+    logger = task_logger()
     root = fetch_dataset(source, Path(work_dir))
     out_dir = Path(work_dir) / "manifests" / hashlib.sha256(str(root).encode()).hexdigest()[:12]
     manifest, exclusions, stamp = out_dir / "manifest.csv", out_dir / "exclusions.csv", out_dir / "fingerprint"

@@ -9,13 +9,13 @@ import numpy as np
 import pandas as pd
 import torch
 from prefect import task
-from prefect.logging import get_run_logger
 
 from crnn import GENRES
 from crnn.evaluate import classification_report, predict_segments
 from crnn.inference import load_checkpoint
 from crnn.train import resolve_device
 from infra import plots, tracking
+from tasks import task_logger
 from tasks.features import load_split_features
 
 
@@ -71,7 +71,7 @@ def evaluate_test(
     (out / "test_metrics.json").write_text(json.dumps(metrics, indent=2))
     for f in (png, out / "per_genre_report.csv", out / "test_predictions.csv", out / "test_metrics.json"):
         tracking.log_artifact(run_id, f, "evaluation")
-    get_run_logger().info(
+    task_logger().info(
         "test: track accuracy %.3f, macro-F1 %.3f, segment accuracy %.3f (%d tracks)",
         track.accuracy,
         track.macro_f1,

@@ -7,11 +7,11 @@ import time
 import pandas as pd
 from prefect import task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
-from prefect.logging import get_run_logger
 
 from crnn.config import FeatureConfig
 from crnn.features import FeatureCache, extract_to_cache
 from crnn.train import resolve_device
+from tasks import task_logger
 
 
 @task(name="compute-log-mels")
@@ -22,7 +22,7 @@ def compute_log_mels(
 
     ``backend="auto"`` uses the batched torch path on CUDA and librosa on CPU.
     """
-    logger = get_run_logger()
+    logger = task_logger()
     dev = resolve_device(device)
     backend = ("torch" if dev.type == "cuda" else "librosa") if backend == "auto" else backend
     df = pd.read_csv(split_table)

@@ -9,9 +9,9 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 from prefect import task
-from prefect.logging import get_run_logger
 
 from infra import registry, tracking
+from tasks import task_logger
 
 
 def test_split_digest(split_table: str) -> str:
@@ -64,5 +64,5 @@ def register_model(
             "registry.decision": decision.reason,
         },
     )
-    get_run_logger().info("registered %s v%s; %s", model_name, decision.version, decision.reason)
+    task_logger().info("registered %s v%s; %s", model_name, decision.version, decision.reason)
     return {"model_uri": model_uri, "name": model_name, **record}

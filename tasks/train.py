@@ -7,13 +7,13 @@ from pathlib import Path
 
 from prefect import task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
-from prefect.logging import get_run_logger
 
 from crnn.config import PipelineConfig
 from crnn.inference import build_model, checkpoint_state
 from crnn.models import count_parameters
 from crnn.train import SegmentDataset, fit, resolve_device, save_checkpoint, seed_everything
 from infra import tracking
+from tasks import task_logger
 from tasks.features import load_split_features
 
 
@@ -23,7 +23,7 @@ def train_crnn(
 ) -> dict:
     """Train on the train split with early stopping on val; log ``train/*``, ``val/*`` per epoch; return the checkpoint path."""
     tracking.configure_tracking()
-    logger = get_run_logger()
+    logger = task_logger()
     dev = resolve_device(device)
     seed_everything(cfg.train.seed)
     train_x, train_y, _ = load_split_features(split_table, cache_root, cfg.features, "train")
