@@ -172,8 +172,8 @@ class TrainConfig:
     patience: int = 6
     seed: int = 42
     num_workers: int = 0
-    freq_mask: int = 0
-    time_mask: int = 0
+    freq_mask: int = 16
+    time_mask: int = 24
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")

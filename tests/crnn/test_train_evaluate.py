@@ -145,7 +145,7 @@ def test_fit_learns_separable_tones(tmp_path: Path) -> None:
         states.append(copy.deepcopy(model.state_dict()))
 
     ckpt = tmp_path / "ckpt" / "best.pt"
-    cfg = TrainConfig(epochs=6, batch_size=8, learning_rate=1e-2, patience=6, seed=0)
+    cfg = TrainConfig(epochs=6, batch_size=8, learning_rate=1e-2, patience=6, seed=0, freq_mask=0, time_mask=0)
     result = fit(model, train, val, cfg, device=CPU, checkpoint_path=ckpt, on_epoch_end=on_epoch_end)
 
     assert [e for e, _ in calls] == list(range(1, len(result.history) + 1))
@@ -179,7 +179,9 @@ def test_fit_learns_separable_tones(tmp_path: Path) -> None:
 
 
 def test_fit_is_deterministic_for_a_seed() -> None:
-    cfg = TrainConfig(epochs=2, batch_size=8, learning_rate=1e-2, seed=5)
+    cfg = TrainConfig(
+        epochs=2, batch_size=8, learning_rate=1e-2, seed=5, freq_mask=4, time_mask=4
+    )  # augmentation draws from the seeded RNG too
     runs = []
     for _ in range(2):
         train, val = train_val(seed=5)
@@ -196,7 +198,7 @@ def test_fit_restores_best_weights_when_later_epochs_are_worse(tmp_path: Path) -
     train, val = train_val(swap_val=True)
     model = tiny_model()
     states: list[dict] = []
-    cfg = TrainConfig(epochs=3, batch_size=8, learning_rate=1e-2, patience=5, seed=0)
+    cfg = TrainConfig(epochs=3, batch_size=8, learning_rate=1e-2, patience=5, seed=0, freq_mask=0, time_mask=0)
     result = fit(
         model,
         train,
@@ -230,7 +232,7 @@ class ConstantModel(nn.Module):
 @pytest.mark.parametrize("patience", [1, 2])
 def test_fit_stops_early_when_val_loss_cannot_improve(patience: int) -> None:
     train, val = train_val()
-    cfg = TrainConfig(epochs=10, batch_size=16, patience=patience, seed=0)
+    cfg = TrainConfig(epochs=10, batch_size=16, patience=patience, seed=0, freq_mask=0, time_mask=0)
     result = fit(ConstantModel(3), train, val, cfg, device=CPU)
     assert result.stopped_early
     assert result.best_epoch == 1
@@ -404,3 +406,20 @@ def test_predict_file_equals_predict_waveform(tmp_path: Path) -> None:
     from_file, _ = predict_file(model, path)
     from_wave, _ = predict_waveform(model, np.stack([wave, 0.5 * wave], axis=1), 11025)
     np.testing.assert_allclose(from_file, from_wave, atol=1e-6)
+
+
+# --- SpecAugment ------------------------------------------------------------------------------
+
+
+def test_spec_augment_masks_fill_with_the_example_mean_and_leave_the_rest() -> None:
+    from crnn.train import apply_masks, spec_augment
+
+    torch.manual_seed(0)
+    x = torch.randn(8, 16, 40) * 5 - 40  # dB-like values around -40
+    y = apply_masks(spec_augment(TrainConfig(freq_mask=6, time_mask=10)), x)
+    changed = ~torch.isclose(y, x)
+    assert changed.any()
+    means = x.mean(dim=(1, 2), keepdim=True).expand_as(x)
+    torch.testing.assert_close(y[changed], means[changed])  # masked cells hold the example's mean level
+    off = spec_augment(TrainConfig(freq_mask=0, time_mask=0))
+    assert torch.equal(apply_masks(off, x), x)
