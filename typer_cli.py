@@ -151,6 +151,8 @@ def evaluate(
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s | %(levelname)-7s | %(name)s - %(message)s", "%H:%M:%S"))
+    logging.getLogger("infra").addHandler(handler)  # download/extraction messages; Prefect prints its own
     logging.getLogger("infra").setLevel(logging.INFO)
     app()

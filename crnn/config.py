@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -216,14 +217,60 @@ class SplitConfig:
         )
 
 
+def check_shape_contract(features: FeatureConfig, model: ModelConfig) -> None:
+    """Check that the CRNN's pooling fits the log-mel input.
+
+    Raises:
+        ValueError: ``n_mels`` is not divisible by the product of ``freq_pool``, or the
+            shortest scored input (``min_segment_s``) has fewer frames than the product of ``time_pool``.
+    """
+    freq_div, time_div = math.prod(model.freq_pool), math.prod(model.time_pool)
+    _check(
+        features.n_mels % freq_div == 0,
+        f"n_mels={features.n_mels} is not divisible by the product of freq_pool {model.freq_pool} = {freq_div}",
+    )
+    _check(
+        features.min_frames >= time_div,
+        f"min_segment_s={features.min_segment_s} s gives {features.min_frames} frames, "
+        f"fewer than the product of time_pool {model.time_pool} = {time_div}",
+    )
+
+
 @dataclass(frozen=True)
 class PipelineConfig:
-    """The whole frozen configuration of one training run."""
+    """The whole frozen configuration of one training run; checks the model/feature shape contract."""
 
     features: FeatureConfig = field(default_factory=FeatureConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
+
+    def __post_init__(self) -> None:
+        check_shape_contract(self.features, self.model)
+
+    @classmethod
+    def from_options(cls, **options: Any) -> PipelineConfig:
+        """Build from flat option names (as the CLI, flows and MLproject use them).
+
+        Each option is routed to the section that has a field of that name; ``seed`` seeds both
+        training and the split, and ``split`` names :attr:`SplitConfig.method`.
+
+        Raises:
+            ValueError: an option that no section has, or an invalid value.
+        """
+        options = dict(options)
+        sections: dict[str, dict[str, Any]] = {"features": {}, "model": {}, "train": {}, "split": {}}
+        if "split" in options:
+            sections["split"]["method"] = options.pop("split")
+        if "seed" in options:
+            sections["split"]["seed"] = options["seed"]
+        types = {"features": FeatureConfig, "model": ModelConfig, "train": TrainConfig, "split": SplitConfig}
+        for name, value in options.items():
+            owners = [s for s, t in types.items() if name in {f.name for f in dataclasses.fields(t)}]
+            if not owners:
+                raise ValueError(f"unknown configuration option {name!r}")
+            sections[owners[0]][name] = value
+        return cls(**{s: types[s](**kw) for s, kw in sections.items()})
 
     def to_dict(self) -> dict[str, Any]:
         """Nested plain-dict form (JSON-serialisable)."""

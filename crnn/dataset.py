@@ -25,6 +25,8 @@ from crnn.audio import AudioDecodeError, audio_info, file_sha256, load_audio
 APPLEDOUBLE_REASON = "macOS resource fork (._ file)"
 """Exclusion reason of every ``._*`` AppleDouble file."""
 
+MIN_DURATION_S = 1.0
+"""Tracks shorter than this (in seconds) are excluded: too short for one model segment."""
 MANIFEST_COLUMNS = ("track_id", "genre", "path", "duration_s", "sample_rate", "sha256")
 EXCLUSION_COLUMNS = ("path", "reason")
 
@@ -163,20 +165,23 @@ def inspect_track(path: Path, track_id: str) -> Track:
     """Check the header, decode the whole file once and hash it.
 
     Raises:
-        AudioDecodeError: unreadable or missing header, truncated, zero-length or undecodable
-            audio; the reason names the fault.
+        AudioDecodeError: unreadable or missing header, truncated, zero-length, undecodable or
+            shorter than :data:`MIN_DURATION_S`; the reason names the fault.
     """
     info = audio_info(path)
     problem = _header_problem(path)
     if problem is not None:
         raise AudioDecodeError(path, problem)
     samples = load_audio(path, info.sample_rate)  # native rate: no resampling
+    duration_s = samples.shape[0] / info.sample_rate
+    if duration_s < MIN_DURATION_S:
+        raise AudioDecodeError(path, f"too short: {duration_s:.3f} s of audio, under {MIN_DURATION_S} s")
     genre, _ = parse_track_id(track_id)
     return Track(
         track_id=track_id,
         genre=genre,
         path=os.path.abspath(path),
-        duration_s=samples.shape[0] / info.sample_rate,
+        duration_s=duration_s,
         sample_rate=info.sample_rate,
         sha256=file_sha256(path),
     )

@@ -12,7 +12,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from crnn.config import FeatureConfig, ModelConfig
+from crnn.config import FeatureConfig, ModelConfig, check_shape_contract
 from crnn.features import LogMel
 
 
@@ -67,15 +67,8 @@ class CRNN(nn.Module):
 
     def __init__(self, feature_cfg: FeatureConfig, model_cfg: ModelConfig) -> None:
         super().__init__()
-        freq_div, time_div = math.prod(model_cfg.freq_pool), math.prod(model_cfg.time_pool)
-        if feature_cfg.n_mels % freq_div:
-            raise ValueError(
-                f"n_mels={feature_cfg.n_mels} is not divisible by the product of freq_pool {model_cfg.freq_pool} = {freq_div}"
-            )
-        if feature_cfg.min_frames < time_div:
-            raise ValueError(
-                f"min_segment_s={feature_cfg.min_segment_s} s gives {feature_cfg.min_frames} frames, fewer than the product of time_pool {model_cfg.time_pool} = {time_div}"
-            )
+        check_shape_contract(feature_cfg, model_cfg)
+        freq_div = math.prod(model_cfg.freq_pool)
         self.feature_cfg, self.model_cfg = feature_cfg, model_cfg
         self.frontend = LogMel(feature_cfg)
         self.input_norm = nn.BatchNorm1d(feature_cfg.n_mels)

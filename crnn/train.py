@@ -95,9 +95,16 @@ class FitResult:
     stopped_early: bool = False
 
 
+def _amp_dtype(device: torch.device) -> torch.dtype | None:
+    """Mixed-precision dtype on CUDA: bfloat16 where the GPU has it natively, else float16; None on CPU."""
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
+
+
 def _autocast(device: torch.device) -> torch.autocast:
-    # bfloat16 mixed precision on CUDA needs no loss scaling; CPU runs in float32.
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    dtype = _amp_dtype(device)
+    return torch.autocast(device_type=device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
 
 
 def spec_augment(cfg: TrainConfig) -> nn.Module:
@@ -132,8 +139,10 @@ def _run_epoch(
     device: torch.device,
     optimizer: torch.optim.Optimizer | None,
     augment: nn.Module | None = None,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> dict[str, float]:
     model.train(optimizer is not None)
+    scaler = scaler or torch.amp.GradScaler(device.type, enabled=False)
     loss_sum, correct, n = 0.0, 0, 0
     with torch.set_grad_enabled(optimizer is not None):
         for x, y, _ in loader:
@@ -145,8 +154,9 @@ def _run_epoch(
                 loss = nn.functional.cross_entropy(logits.float(), y)
             if optimizer is not None:
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                scaler.scale(loss).backward()  # loss scaling is active only for float16
+                scaler.step(optimizer)
+                scaler.update()
             loss_sum += loss.item() * len(y)
             correct += (logits.argmax(1) == y).sum().item()
             n += len(y)
@@ -205,9 +215,11 @@ def fit(
     )
     val_loader = DataLoader(val_set, cfg.batch_size * 2, num_workers=cfg.num_workers, pin_memory=pin)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    augment = spec_augment(cfg)
+    scaler = torch.amp.GradScaler(device.type, enabled=_amp_dtype(device) == torch.float16)
     result, best_state, best_loss = FitResult(0, {}), None, float("inf")
     for epoch in range(1, cfg.epochs + 1):
-        train_m = _run_epoch(model, train_loader, device, optimizer, spec_augment(cfg))
+        train_m = _run_epoch(model, train_loader, device, optimizer, augment, scaler)
         val_m = _run_epoch(model, val_loader, device, None)
         metrics = {f"train/{k}": v for k, v in train_m.items()} | {f"val/{k}": v for k, v in val_m.items()}
         result.history.append(metrics)

@@ -19,6 +19,8 @@ from tasks.tracking import end_mlflow_run, start_mlflow_run
 from tasks.train import train_crnn
 
 _F, _M, _T, _S = FeatureConfig(), ModelConfig(), TrainConfig(), SplitConfig()
+RUN_OPTIONS = frozenset({"source", "work_dir", "device", "feature_backend", "experiment", "model_name"})
+"""train-flow parameters that are not part of the frozen :class:`PipelineConfig`."""
 
 
 @flow(name="train-flow", log_prints=True)
@@ -48,21 +50,8 @@ def train_flow(
     model_name: str = MODEL_NAME,
 ) -> dict:
     """Train, evaluate and register a CRNN; return the run id, test metrics and the registry decision."""
-    cfg = PipelineConfig(
-        features=FeatureConfig(
-            sample_rate=sample_rate,
-            n_fft=n_fft,
-            hop_length=hop_length,
-            n_mels=n_mels,
-            segment_s=segment_s,
-            overlap_s=overlap_s,
-        ),
-        model=ModelConfig(rnn_type=rnn_type),
-        train=TrainConfig(
-            epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, patience=patience, seed=seed
-        ),
-        split=SplitConfig(method=split, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed),
-    )
+    options = {k: v for k, v in locals().items() if k not in RUN_OPTIONS}
+    cfg = PipelineConfig.from_options(**options)  # every other parameter is a config field
     work = Path(work_dir)
     dataset = download_dataset(source, str(work))
     split_info = split_tracks(dataset["manifest"], cfg.split, str(Path(dataset["manifest"]).parent))

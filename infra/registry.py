@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from collections.abc import Callable
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import mlflow
 import numpy as np
 import pandas as pd
+from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
 from mlflow.types.schema import Array, ColSpec, Schema
 
 from crnn import GENRES
+from infra.tracking import SPLIT_ARTIFACT_DIR
 
 log = logging.getLogger(__name__)
 
@@ -79,47 +82,100 @@ class Decision:
     reason: str
 
 
-def _champion(client: MlflowClient, name: str):
+def _champion(client: MlflowClient, name: str) -> ModelVersion | None:
+    """The version holding alias ``champion``; ``None`` only when the alias (or model) does not exist."""
     try:
         return client.get_model_version_by_alias(name, CHAMPION)
-    except MlflowException:
-        return None
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE") and "not found" in str(exc).lower():
+            return None
+        raise
+
+
+def test_split_digest(test: pd.DataFrame) -> str:
+    """Digest of a test split (track ids and audio SHA-256): equal digests mean the same test set."""
+    rows = test.sort_values("track_id")
+    return hashlib.sha256("\n".join(rows["track_id"] + ":" + rows["sha256"]).encode()).hexdigest()[:16]
+
+
+def trained_on(run_id: str) -> set[str] | None:
+    """Audio SHA-256 of the train and val tracks of a run (from its logged split table), or ``None`` if absent."""
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            folder = Path(
+                mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=SPLIT_ARTIFACT_DIR, dst_path=tmp)
+            )
+        except (MlflowException, OSError):
+            return None
+        tables = sorted(folder.glob("split-*.csv"))
+        if not tables:
+            return None
+        df = pd.read_csv(tables[0])
+    return set(df.loc[df["split"].isin(["train", "val"]), "sha256"])
+
+
+def split_accuracy(model_uri: str, test: pd.DataFrame) -> float:
+    """Track accuracy of a registered model on the ``path``/``genre`` rows of ``test``, through its pyfunc."""
+    out = mlflow.pyfunc.load_model(model_uri).predict(pd.DataFrame({"path": test["path"].tolist()}))
+    return float((out["genre"].to_numpy() == test["genre"].to_numpy()).mean())
+
+
+def _compare(name: str, champion: ModelVersion, model_uri: str, score: float, test: pd.DataFrame, digest: str):
+    """(challenger score, champion score or None, how) on this test split; champion None = not comparable."""
+    if champion.tags.get("split_digest") == digest and SELECTION_METRIC in champion.tags:
+        return score, float(champion.tags[SELECTION_METRIC]), "recorded on the same test split"
+    seen = trained_on(champion.run_id)
+    if seen is None:
+        return score, None, f"champion v{champion.version} has no logged split table, so it cannot be compared"
+    overlap = len(seen & set(test["sha256"]))
+    if overlap:
+        return (
+            score,
+            None,
+            f"champion v{champion.version} trained or validated on {overlap} of the {len(test)} test tracks",
+        )
+    try:
+        champ = split_accuracy(f"models:/{name}/{champion.version}", test)
+        return split_accuracy(model_uri, test), champ, "both re-scored on this test split through the served model"
+    except Exception as exc:  # a champion that no longer loads or scores must not block registration
+        return score, None, f"champion v{champion.version} could not be re-scored ({type(exc).__name__}: {exc})"
 
 
 def register_and_promote(
-    model_uri: str,
-    run_id: str,
-    score: float,
-    split_digest: str,
-    rescore_champion: Callable[[str], float],
-    name: str = MODEL_NAME,
+    model_uri: str, run_id: str, score: float, test: pd.DataFrame, name: str = MODEL_NAME
 ) -> Decision:
     """Register ``model_uri`` (alias ``challenger``) and promote it to ``champion`` if it earns it.
 
-    It is promoted when its ``score`` (test track accuracy) beats the champion's on the same
-    split, or when there is no champion.
+    It is promoted when there is no champion, or when its test track accuracy beats the
+    champion's on the same test tracks: the champion's recorded score when it was measured on
+    this very split, else both models re-scored here, but only if the champion never trained or
+    validated on any of these tracks. A champion that cannot be compared is kept, and the
+    reason says why (move the alias by hand to override).
 
-    The champion's score is read from its version tags when they were measured on the same split
-    (``split_digest``); otherwise ``rescore_champion(model_uri)`` measures it on this split.
+    Args:
+        model_uri: the logged model.
+        run_id: the training run (tagged on the version).
+        score: the challenger's ``test/track_accuracy``.
+        test: the test split, columns ``track_id``, ``genre``, ``path``, ``sha256``.
+        name: registered model name.
     """
     client = MlflowClient()
+    digest = test_split_digest(test)
     version = str(mlflow.register_model(model_uri, name).version)
-    tags = {"run_id": run_id, SELECTION_METRIC: f"{score:.6f}", "split_digest": split_digest}
-    for k, v in tags.items():
+    for k, v in {"run_id": run_id, SELECTION_METRIC: f"{score:.6f}", "split_digest": digest}.items():
         client.set_model_version_tag(name, version, k, v)
     client.set_registered_model_alias(name, CHALLENGER, version)
-    current = _champion(client, name)
-    if current is None:
+    champion = _champion(client, name)
+    if champion is None:
         decision = Decision(version, True, score, None, None, "no champion yet")
     else:
-        if current.tags.get("split_digest") == split_digest and SELECTION_METRIC in current.tags:
-            champ_score, how = float(current.tags[SELECTION_METRIC]), "recorded on the same split"
+        mine, theirs, how = _compare(name, champion, model_uri, score, test, digest)
+        if theirs is None:
+            decision = Decision(version, False, mine, str(champion.version), None, f"champion kept: {how}")
         else:
-            champ_score, how = rescore_champion(f"models:/{name}/{current.version}"), "re-scored on this split"
-        better = score > champ_score
-        verdict = "beats" if better else "does not beat"
-        reason = f"{SELECTION_METRIC} {score:.4f} {verdict} champion v{current.version}'s {champ_score:.4f} ({how})"
-        decision = Decision(version, better, score, str(current.version), champ_score, reason)
+            verdict = "beats" if mine > theirs else "does not beat"
+            reason = f"{SELECTION_METRIC} {mine:.4f} {verdict} champion v{champion.version}'s {theirs:.4f} ({how})"
+            decision = Decision(version, mine > theirs, mine, str(champion.version), theirs, reason)
     if decision.promoted:
         client.set_registered_model_alias(name, CHAMPION, version)
     client.set_model_version_tag(name, version, "promotion_decision", decision.reason)

@@ -4,6 +4,7 @@ Downloads resume from a `.part` file, are checked against a SHA-256 digest and r
 atomically; archives are extracted once, safely, into `cache_dir/extracted/<archive-stem>/`.
 """
 
+import hashlib
 import logging
 import os
 import shutil
@@ -60,12 +61,12 @@ def fetch_dataset(
     Args:
         source: `http(s)://` URL or `s3://bucket/key` of a .tar.gz/.tgz/.tar/.zip archive, a local
             archive path, or a local folder (returned resolved, not copied).
-        cache_dir: root of `downloads/` and `extracted/`.
+        cache_dir: root of `downloads/<slot>/` and `extracted/<slot>/` (see `source_slot`).
         sha256: expected hex digest of the archive; defaults to GTZAN_SHA256 for GTZAN_URL.
         progress: called as `progress(bytes_done, bytes_total_or_None)` while downloading.
 
     Returns:
-        The source folder, or `cache_dir/extracted/<archive-stem>/`.
+        The source folder, or `cache_dir/extracted/<slot>/<archive-stem>/`.
 
     Raises:
         DatasetSourceError: the source is missing, unreachable, fails its checksum or is unsafe.
@@ -73,8 +74,9 @@ def fetch_dataset(
     if source == GTZAN_URL and sha256 is None:
         sha256 = GTZAN_SHA256
     cache_dir = Path(cache_dir)
+    slot = source_slot(source)
     if urlparse(source).scheme.lower() in ("http", "https", "s3"):
-        archive = _fetch_remote(source, cache_dir / "downloads", sha256, progress)
+        archive = _fetch_remote(source, cache_dir / "downloads" / slot, sha256, progress)
     else:
         path = Path(source).expanduser()
         if path.is_dir():
@@ -85,7 +87,12 @@ def fetch_dataset(
         if sha256 is not None:
             _verify(path, sha256, source)
         archive = path
-    return _extract(archive, cache_dir / "extracted", source)
+    return _extract(archive, cache_dir / "extracted" / slot, source)
+
+
+def source_slot(source: str) -> str:
+    """Cache sub-folder of a source (a hash of its string), so two sources never share a download or extraction."""
+    return hashlib.sha256(source.encode()).hexdigest()[:12]
 
 
 def _fetch_remote(source: str, downloads: Path, sha256: str | None, progress: Progress | None) -> Path:

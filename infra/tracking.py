@@ -11,12 +11,15 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-from mlflow.entities import Metric, Param
+from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
 log = logging.getLogger(__name__)
 
 DEFAULT_EXPERIMENT = "genre-crnn"
+SPLIT_ARTIFACT_DIR = "data"
+"""Run artifact folder holding the split table (``split-*.csv``) and the exclusion list."""
 
 
 def configure_tracking(tracking_uri: str | None = None) -> str:
@@ -56,17 +59,31 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
+def _run_exists(client: MlflowClient, run_id: str) -> bool:
+    try:
+        client.get_run(run_id)
+    except mlflow.exceptions.MlflowException:
+        return False
+    return True
+
+
 def start_run(experiment: str, run_name: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
-    """Create a run, log ``params`` (in batches of 100) and ``tags``; return its id."""
+    """Create a run (or adopt ``$MLFLOW_RUN_ID``, set by ``mlflow run``), log ``params`` and ``tags``; return its id."""
     client = MlflowClient()
     all_tags = dict(tags)
     if commit := git_commit():
         all_tags["mlflow.source.git.commit"] = commit
-    run = client.create_run(ensure_experiment(experiment), run_name=run_name, tags=all_tags)
+    run_id = os.environ.get("MLFLOW_RUN_ID")
+    if run_id and _run_exists(client, run_id):
+        client.set_tag(run_id, "mlflow.runName", run_name)
+    else:
+        run_id = client.create_run(ensure_experiment(experiment), run_name=run_name).info.run_id
     items = [Param(k, str(v)) for k, v in params.items()]
     for i in range(0, len(items), 100):
-        client.log_batch(run.info.run_id, params=items[i : i + 100])
-    return run.info.run_id
+        client.log_batch(
+            run_id, params=items[i : i + 100], tags=[RunTag(k, v) for k, v in all_tags.items()] if i == 0 else []
+        )
+    return run_id
 
 
 def log_metrics(run_id: str, metrics: Mapping[str, float], step: int | None = None) -> None:
@@ -94,18 +111,19 @@ def log_artifact(run_id: str, path: str | Path, artifact_path: str | None = None
 
 
 def log_split_datasets(run_id: str, table_csv: str | Path, source: str) -> dict[str, str]:
-    """``mlflow.log_input`` one dataset per split from a manifest+split table; return their digests."""
+    """Log one dataset input per split (context = split name) from a split table; return their digests.
+
+    Uses the client API, so the run stays RUNNING (``mlflow.start_run`` would end it on exit).
+    """
     import pandas as pd
 
     df = pd.read_csv(table_csv)
-    digests = {}
-    with mlflow.start_run(run_id=run_id):
-        for split, part in df.groupby("split"):
-            ds = mlflow.data.from_pandas(
-                part.reset_index(drop=True), source=source, name=f"gtzan-{split}", targets="genre"
-            )
-            mlflow.log_input(ds, context=str(split))
-            digests[str(split)] = ds.digest
+    inputs, digests = [], {}
+    for split, part in df.groupby("split"):
+        ds = mlflow.data.from_pandas(part.reset_index(drop=True), source=source, name=f"gtzan-{split}", targets="genre")
+        inputs.append(DatasetInput(ds._to_mlflow_entity(), tags=[InputTag(MLFLOW_DATASET_CONTEXT, str(split))]))
+        digests[str(split)] = ds.digest
+    MlflowClient().log_inputs(run_id, datasets=inputs)
     return digests
 
 

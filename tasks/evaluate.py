@@ -40,6 +40,12 @@ def evaluate_test(
     tracking.configure_tracking()
     model, cfg = load_checkpoint(checkpoint, resolve_device(device))
     mels, labels, ids = load_split_features(split_table, cache_root, cfg.features, "test")
+    scorable = [i for i, m in enumerate(mels) if m.shape[1] >= cfg.features.min_frames]
+    if len(scorable) < len(mels):
+        task_logger().warning(
+            "skipping %d test tracks shorter than %s s", len(mels) - len(scorable), cfg.features.min_segment_s
+        )
+    mels, labels, ids = [mels[i] for i in scorable], [labels[i] for i in scorable], [ids[i] for i in scorable]
     seg_probs = [predict_segments(model, torch.from_numpy(m), cfg.features) for m in mels]
     track_pred = [int(p.mean(axis=0).argmax()) for p in seg_probs]
     seg_true = np.concatenate([[y] * len(p) for y, p in zip(labels, seg_probs)])

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 from pathlib import Path
 
 from prefect import task
@@ -16,10 +19,11 @@ SPLIT_TABLE_COLUMNS = ("track_id", "genre", "split", "path", "sha256", "duration
 
 @task(name="split-tracks")
 def split_tracks(manifest_csv: str, cfg: SplitConfig, out_dir: str) -> dict:
-    """Assign every track to train/val/test; write ``split-<method>.csv`` (manifest columns + split); return path and counts."""
+    """Assign every track to train/val/test; write ``split-<method>-<config hash>.csv``; return path and counts."""
     tracks = read_manifest(Path(manifest_csv))
     method, mapping = assign_split([t.track_id for t in tracks], [t.genre for t in tracks], cfg)
-    out = Path(out_dir) / f"split-{method}.csv"
+    key = hashlib.sha256(json.dumps(dataclasses.asdict(cfg), sort_keys=True).encode()).hexdigest()[:8]
+    out = Path(out_dir) / f"split-{method}-{key}.csv"  # one file per split config: concurrent runs never share one
     rows = [
         (t.track_id, t.genre, mapping[t.track_id], t.path, t.sha256, f"{t.duration_s:.3f}")
         for t in tracks

@@ -36,8 +36,8 @@ def start_mlflow_run(
     }
     run_id = tracking.start_run(experiment, f"train-{cfg.model.rnn_type}-{split['method']}", params, tags)
     tracking.log_split_datasets(run_id, split["table"], source)
-    tracking.log_artifact(run_id, split["table"], "data")
-    tracking.log_artifact(run_id, dataset["exclusions"], "data")
+    tracking.log_artifact(run_id, split["table"], tracking.SPLIT_ARTIFACT_DIR)
+    tracking.log_artifact(run_id, dataset["exclusions"], tracking.SPLIT_ARTIFACT_DIR)
     return run_id
 
 

@@ -44,3 +44,38 @@ def test_train_flow_parameters_match_the_cli() -> None:
     assert set(flow_params) == set(options)
     for name, default in flow_params.items():
         assert str(default) == str(options[name]), name
+
+
+# A valid non-default value for every train-flow option that belongs to the PipelineConfig.
+NON_DEFAULTS = {
+    "split": "index",
+    "val_fraction": 0.25,
+    "test_fraction": 0.15,
+    "sample_rate": 16000,
+    "n_fft": 2048,
+    "hop_length": 256,
+    "n_mels": 48,
+    "segment_s": 2.5,
+    "overlap_s": 1.0,
+    "rnn_type": "lstm",
+    "epochs": 3,
+    "batch_size": 8,
+    "learning_rate": 0.01,
+    "patience": 2,
+    "freq_mask": 0,
+    "time_mask": 5,
+    "seed": 11,
+}
+
+
+def test_every_config_option_of_train_flow_reaches_the_pipeline_config() -> None:
+    from crnn.config import flatten
+    from flows.train_flow import RUN_OPTIONS, PipelineConfig
+
+    config_options = set(inspect.signature(train_flow.fn).parameters) - RUN_OPTIONS
+    assert config_options == set(NON_DEFAULTS)
+    flat = flatten(PipelineConfig.from_options(**NON_DEFAULTS).to_dict())
+    for name, value in NON_DEFAULTS.items():
+        key = "split.method" if name == "split" else next(k for k in flat if k.endswith(f".{name}"))
+        assert flat[key] == value, name
+    assert flat["split.seed"] == flat["train.seed"] == 11

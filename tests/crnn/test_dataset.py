@@ -27,7 +27,7 @@ SAMPLE_RATE = 22050
 MINI = Path("/work/shared/data/gtzan_mini")
 
 
-def write_noise(path: Path, *, seed: int = 0, duration_s: float = 0.2) -> Path:
+def write_noise(path: Path, *, seed: int = 0, duration_s: float = 1.2) -> Path:
     """Write seeded noise as 16-bit PCM; the format (WAV or AU) follows the extension."""
     rng = np.random.default_rng(seed)
     samples = (0.1 * rng.standard_normal(int(duration_s * SAMPLE_RATE))).astype(np.float32)
@@ -112,7 +112,7 @@ def test_build_manifest_keeps_good_files_and_excludes_bad_ones(messy_root: Path)
 
 
 def test_build_manifest_track_fields(tmp_path: Path) -> None:
-    path = write_noise(tmp_path / "genres_original" / "disco" / "disco.00042.wav", duration_s=0.2)
+    path = write_noise(tmp_path / "genres_original" / "disco" / "disco.00042.wav", duration_s=1.2)
 
     (track,), exclusions = build_manifest(tmp_path)
 
@@ -121,7 +121,7 @@ def test_build_manifest_track_fields(tmp_path: Path) -> None:
         track_id="disco.00042",
         genre="disco",
         path=os.path.abspath(path),
-        duration_s=pytest.approx(0.2, abs=1 / SAMPLE_RATE),
+        duration_s=pytest.approx(1.2, abs=1 / SAMPLE_RATE),
         sample_rate=SAMPLE_RATE,
         sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
     )
@@ -190,3 +190,15 @@ def test_real_gtzan_files_decode_and_match_checksums() -> None:
         track = inspect_track(path, track_id)
         assert track.sample_rate == 22050 and 29.9 < track.duration_s < 30.5
         assert track.sha256 == sums[f"genres/{genre}/{track_id}.wav"]
+
+
+def test_tracks_shorter_than_one_segment_are_excluded(tmp_path: Path) -> None:
+    genres = tmp_path / "genres"
+    write_noise(genres / "pop" / "pop.00000.wav")
+    write_noise(genres / "pop" / "pop.00001.wav", duration_s=0.5)
+
+    tracks, exclusions = build_manifest(tmp_path)
+
+    assert [t.track_id for t in tracks] == ["pop.00000"]
+    assert [Path(e.path).name for e in exclusions] == ["pop.00001.wav"]
+    assert exclusions[0].reason.startswith("too short: 0.500 s")

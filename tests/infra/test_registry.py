@@ -4,21 +4,30 @@ from __future__ import annotations
 
 import mlflow
 import pandas as pd
-import pytest
 from mlflow.tracking import MlflowClient
 
 from infra import registry
 
 
-class _Constant(mlflow.pyfunc.PythonModel):
+class _AlwaysRock(mlflow.pyfunc.PythonModel):
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         return pd.DataFrame({"genre": ["rock"] * len(model_input)})
 
 
-def _logged_model() -> tuple[str, str]:
+def _split(train: list[str], test: list[tuple[str, str]]) -> pd.DataFrame:
+    """A split table: train tracks by name, test tracks as (name, genre)."""
+    rows = [(t, "rock", "train", f"/audio/{t}.wav", f"sha-{t}") for t in train]
+    rows += [(t, g, "test", f"/audio/{t}.wav", f"sha-{t}") for t, g in test]
+    return pd.DataFrame(rows, columns=["track_id", "genre", "split", "path", "sha256"])
+
+
+def _register(split: pd.DataFrame, score: float, tmp_path) -> registry.Decision:
     with mlflow.start_run() as run:
-        info = mlflow.pyfunc.log_model(name="model", python_model=_Constant(), pip_requirements=["mlflow"])
-    return info.model_uri, run.info.run_id
+        info = mlflow.pyfunc.log_model(name="model", python_model=_AlwaysRock(), pip_requirements=["mlflow"])
+        table = tmp_path / "split-stratified-x.csv"
+        split.to_csv(table, index=False)
+        mlflow.log_artifact(str(table), registry.SPLIT_ARTIFACT_DIR)
+    return registry.register_and_promote(info.model_uri, run.info.run_id, score, split[split["split"] == "test"])
 
 
 def _aliases() -> dict[str, str]:
@@ -28,36 +37,39 @@ def _aliases() -> dict[str, str]:
     }
 
 
-def test_champion_moves_only_to_a_better_version_on_the_same_split(mlflow_store) -> None:
-    rescored: list[str] = []
-
-    def rescore(uri: str) -> float:
-        rescored.append(uri)
-        return 0.5
-
-    first = registry.register_and_promote(*_logged_model(), score=0.6, split_digest="A", rescore_champion=rescore)
+def test_champion_moves_only_to_a_better_version_on_the_same_split(mlflow_store, tmp_path) -> None:
+    a = _split(["a1", "a2"], [("t1", "rock"), ("t2", "blues")])
+    first = _register(a, 0.6, tmp_path)
     assert first.promoted and first.reason == "no champion yet"
     assert _aliases() == {"champion": "1", "challenger": "1"}
 
-    worse = registry.register_and_promote(*_logged_model(), score=0.55, split_digest="A", rescore_champion=rescore)
-    assert not worse.promoted and worse.champion_score == pytest.approx(0.6)
-    assert "recorded on the same split" in worse.reason
+    worse = _register(a, 0.55, tmp_path)
+    assert not worse.promoted and worse.champion_score == 0.6 and "recorded on the same test split" in worse.reason
     assert _aliases() == {"champion": "1", "challenger": "2"}
 
-    tie = registry.register_and_promote(*_logged_model(), score=0.6, split_digest="A", rescore_champion=rescore)
-    assert not tie.promoted  # it must beat the champion, not equal it
-
-    better = registry.register_and_promote(*_logged_model(), score=0.7, split_digest="A", rescore_champion=rescore)
+    assert not _register(a, 0.6, tmp_path).promoted  # it must beat the champion, not equal it
+    better = _register(a, 0.7, tmp_path)
     assert better.promoted and _aliases() == {"champion": "4", "challenger": "4"}
-    assert rescored == []  # every comparison so far used the recorded score
-
-    other_split = registry.register_and_promote(
-        *_logged_model(), score=0.52, split_digest="B", rescore_champion=rescore
+    tags = MlflowClient().get_model_version(registry.MODEL_NAME, better.version).tags
+    assert tags["promotion_decision"] == better.reason and tags["split_digest"] == registry.test_split_digest(
+        a[a.split == "test"]
     )
-    assert rescored == ["models:/genre-crnn/4"] and "re-scored on this split" in other_split.reason
-    assert other_split.promoted  # 0.52 beats the champion's 0.5 on split B
-    tags = MlflowClient().get_model_version(registry.MODEL_NAME, other_split.version).tags
-    assert tags["split_digest"] == "B" and tags["promotion_decision"] == other_split.reason
+
+
+def test_another_split_rescores_both_models_only_on_tracks_the_champion_never_saw(mlflow_store, tmp_path) -> None:
+    _register(_split(["a1", "a2"], [("t1", "rock"), ("t2", "blues")]), 0.9, tmp_path)
+
+    # New test tracks the champion never trained on: both are re-scored through their pyfunc
+    # (both always answer "rock": 1 of 2 right), so the challenger's own 0.99 is not used.
+    fresh = _register(_split(["b1"], [("t3", "rock"), ("t4", "jazz")]), 0.99, tmp_path)
+    assert "both re-scored" in fresh.reason
+    assert (fresh.challenger_score, fresh.champion_score, fresh.promoted) == (0.5, 0.5, False)
+
+    # Test tracks the champion trained on: not comparable, the champion stays.
+    leaky = _register(_split(["t1"], [("a1", "rock"), ("a2", "rock")]), 1.0, tmp_path)
+    assert not leaky.promoted and leaky.champion_score is None
+    assert "trained or validated on 2 of the 2 test tracks" in leaky.reason
+    assert _aliases()["champion"] == "1"
 
 
 def test_signature_accepts_paths_or_waveforms() -> None:

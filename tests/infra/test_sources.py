@@ -122,11 +122,11 @@ def test_http_download_verifies_and_extracts(tmp_path, http_server, served_archi
     url, archive = served_archive
     calls = []
     out = fetch_dataset(url, tmp_path / "cache", sha256=_sha(archive), progress=lambda d, t: calls.append((d, t)))
-    assert out == (tmp_path / "cache" / "extracted" / "genres").resolve()
+    assert out == (tmp_path / "cache" / "extracted" / sources.source_slot(url) / "genres").resolve()
     audio, sample_rate = sf.read(out / WAV_NAME)
     assert sample_rate == 22050
     assert audio.shape == (2205,)
-    downloads = tmp_path / "cache" / "downloads"
+    downloads = tmp_path / "cache" / "downloads" / sources.source_slot(url)
     assert [p.name for p in downloads.iterdir()] == ["genres.tar.gz"]
     assert calls[-1] == (archive.stat().st_size, archive.stat().st_size)
 
@@ -162,13 +162,13 @@ def test_resume_from_partial_download(tmp_path, http_server, served_archive):
     """An existing .part is resumed with a Range request, not downloaded again."""
     url, archive = served_archive
     data = archive.read_bytes()
-    part = tmp_path / "cache" / "downloads" / "genres.tar.gz.part"
+    part = tmp_path / "cache" / "downloads" / sources.source_slot(url) / "genres.tar.gz.part"
     part.parent.mkdir(parents=True)
     part.write_bytes(data[: len(data) // 2])
     calls = []
     fetch_dataset(url, tmp_path / "cache", sha256=_sha(archive), progress=lambda d, t: calls.append((d, t)))
     assert http_server.requests == [("/genres.tar.gz", f"bytes={len(data) // 2}-")]
-    assert (tmp_path / "cache" / "downloads" / "genres.tar.gz").read_bytes() == data
+    assert (tmp_path / "cache" / "downloads" / sources.source_slot(url) / "genres.tar.gz").read_bytes() == data
     assert not part.exists()
     assert calls[-1] == (len(data), len(data))
 
@@ -180,19 +180,23 @@ def test_dropped_connection_resumes(tmp_path, http_server, served_archive):
     size = archive.stat().st_size
     fetch_dataset(url, tmp_path / "cache", sha256=_sha(archive))
     assert http_server.requests == [("/genres.tar.gz", None), ("/genres.tar.gz", f"bytes={size // 2}-")]
-    assert (tmp_path / "cache" / "downloads" / "genres.tar.gz").read_bytes() == archive.read_bytes()
+    assert (
+        tmp_path / "cache" / "downloads" / sources.source_slot(url) / "genres.tar.gz"
+    ).read_bytes() == archive.read_bytes()
 
 
 def test_restarts_when_server_ignores_range(tmp_path, http_server, served_archive):
     """A 200 answer to a Range request restarts the download from byte 0."""
     url, archive = served_archive
     http_server.ignore_range = True
-    part = tmp_path / "cache" / "downloads" / "genres.tar.gz.part"
+    part = tmp_path / "cache" / "downloads" / sources.source_slot(url) / "genres.tar.gz.part"
     part.parent.mkdir(parents=True)
     part.write_bytes(b"stale bytes from another file")
     fetch_dataset(url, tmp_path / "cache", sha256=_sha(archive))
     assert http_server.requests[0][1] == "bytes=29-"
-    assert (tmp_path / "cache" / "downloads" / "genres.tar.gz").read_bytes() == archive.read_bytes()
+    assert (
+        tmp_path / "cache" / "downloads" / sources.source_slot(url) / "genres.tar.gz"
+    ).read_bytes() == archive.read_bytes()
 
 
 def test_checksum_mismatch_leaves_no_file(tmp_path, http_server, served_archive):
@@ -201,7 +205,7 @@ def test_checksum_mismatch_leaves_no_file(tmp_path, http_server, served_archive)
     wrong = "0" * 64
     with pytest.raises(DatasetSourceError, match=f"expected {wrong}, got {_sha(archive)}"):
         fetch_dataset(url, tmp_path / "cache", sha256=wrong)
-    assert list((tmp_path / "cache" / "downloads").iterdir()) == []
+    assert list((tmp_path / "cache" / "downloads" / sources.source_slot(url)).iterdir()) == []
     assert not (tmp_path / "cache" / "extracted").exists()
     assert len(http_server.requests) == 1
 
@@ -227,18 +231,20 @@ def test_path_traversal_is_rejected(tmp_path, name, member):
         fetch_dataset(str(archive), tmp_path / "cache")
     written = {p.name for p in tmp_path.rglob("*") if p.is_file()}
     assert written == {name}
-    assert list((tmp_path / "cache" / "extracted").iterdir()) == []
+    assert not any(p.is_file() for p in (tmp_path / "cache" / "extracted").rglob("*"))
 
 
 def test_other_archive_with_same_stem_is_extracted_again(tmp_path):
-    """A cached extraction is reused for the same archive but replaced for a different one with the same stem."""
+    """A cached extraction is reused for the same archive; another archive with the same stem gets its own."""
     first = _tar_gz(tmp_path / "genres.tar.gz", {WAV_NAME: _wav_bytes()})
     out = fetch_dataset(str(first), tmp_path / "cache")
     (out / WAV_NAME).write_bytes(b"touched")
     assert (fetch_dataset(str(first), tmp_path / "cache") / WAV_NAME).read_bytes() == b"touched"
     second = _zip(tmp_path / "genres.zip", {"genres/rock/rock.00000.wav": _wav_bytes()})
-    assert fetch_dataset(str(second), tmp_path / "cache") == out
-    assert [p.relative_to(out).as_posix() for p in out.rglob("*.wav")] == ["genres/rock/rock.00000.wav"]
+    other = fetch_dataset(str(second), tmp_path / "cache")
+    assert other != out and other.name == out.name == "genres"
+    assert [p.relative_to(other).as_posix() for p in other.rglob("*.wav")] == ["genres/rock/rock.00000.wav"]
+    assert (out / WAV_NAME).read_bytes() == b"touched"  # the first extraction is untouched
 
 
 def test_symlink_outside_is_rejected(tmp_path):
@@ -250,7 +256,7 @@ def test_symlink_outside_is_rejected(tmp_path):
         tar.addfile(info)
     with pytest.raises(DatasetSourceError, match="genres/link"):
         fetch_dataset(str(archive), tmp_path / "cache")
-    assert list((tmp_path / "cache" / "extracted").iterdir()) == []
+    assert not any(p.is_file() for p in (tmp_path / "cache" / "extracted").rglob("*"))
 
 
 @pytest.mark.parametrize("name", ["genres.zip", "genres.tar.gz"])
@@ -259,7 +265,7 @@ def test_local_archive(tmp_path, name):
     archive = (_zip if name.endswith(".zip") else _tar_gz)(tmp_path / name, {WAV_NAME: _wav_bytes()})
     out = fetch_dataset(str(archive), tmp_path / "cache", sha256=_sha(archive))
     assert (out / WAV_NAME).is_file()
-    assert out == (tmp_path / "cache" / "extracted" / "genres").resolve()
+    assert out == (tmp_path / "cache" / "extracted" / sources.source_slot(str(archive)) / "genres").resolve()
     assert not (tmp_path / "cache" / "downloads").exists()
 
 
@@ -320,7 +326,9 @@ def test_s3_download_and_extract(tmp_path, s3):
     )
     assert (out / WAV_NAME).is_file()
     assert calls[-1] == (archive.stat().st_size, archive.stat().st_size)
-    final = tmp_path / "cache" / "downloads" / "genres.tar.gz"
+    final = (
+        tmp_path / "cache" / "downloads" / sources.source_slot("s3://datasets/gtzan/genres.tar.gz") / "genres.tar.gz"
+    )
     mtime = final.stat().st_mtime_ns
     assert fetch_dataset("s3://datasets/gtzan/genres.tar.gz", tmp_path / "cache") == out
     assert final.stat().st_mtime_ns == mtime
@@ -335,4 +343,4 @@ def test_s3_checksum_mismatch(tmp_path, s3):
     s3.upload_file(str(archive), "datasets", "genres.tar.gz")
     with pytest.raises(DatasetSourceError, match="SHA-256 mismatch"):
         fetch_dataset("s3://datasets/genres.tar.gz", tmp_path / "cache", sha256="0" * 64)
-    assert list((tmp_path / "cache" / "downloads").iterdir()) == []
+    assert list((tmp_path / "cache" / "downloads" / sources.source_slot("s3://datasets/genres.tar.gz")).iterdir()) == []

@@ -10,7 +10,7 @@ from tasks.download import download_dataset
 def test_manifest_is_reused_until_the_folder_changes(write_tone, tmp_path) -> None:
     for genre in ("blues", "rock"):
         for i in range(2):
-            write_tone(f"data/genres/{genre}/{genre}.0000{i}.wav", freq_hz=200 + 100 * i, seconds=0.5)
+            write_tone(f"data/genres/{genre}/{genre}.0000{i}.wav", freq_hz=200 + 100 * i, seconds=1.2)
     (tmp_path / "data" / "genres" / "rock" / "rock.00009.wav").write_bytes(b"not audio at all")
 
     first = download_dataset.fn(str(tmp_path / "data"), str(tmp_path / "work"))
@@ -22,6 +22,6 @@ def test_manifest_is_reused_until_the_folder_changes(write_tone, tmp_path) -> No
     again = download_dataset.fn(str(tmp_path / "data"), str(tmp_path / "work"))
     assert again == first and next((tmp_path / "work").rglob("manifest.csv")).stat().st_mtime_ns == stamp
 
-    write_tone("data/genres/blues/blues.00005.wav", seconds=0.5)
+    write_tone("data/genres/blues/blues.00005.wav", seconds=1.2)
     changed = download_dataset.fn(str(tmp_path / "data"), str(tmp_path / "work"))
     assert changed["n_tracks"] == 5
