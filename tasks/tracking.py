@@ -23,7 +23,6 @@ def start_mlflow_run(
         "data.excluded": dataset["n_excluded"],
         "split.method_used": split["method"],
         **{f"split.{k}_tracks": v for k, v in split["counts"].items()},
-        "seed": cfg.train.seed,
         "device.requested": device,
         "cache.log_mels_computed": features["computed"],
         "cache.log_mels_reused": features["cached"],

@@ -34,7 +34,7 @@ def train_crnn(
     tracking.log_params(
         run_id,
         {
-            "device": str(dev),
+            "device.used": str(dev),
             "model.parameters": count_parameters(model),
             "data.train_segments": len(train_set),
             "data.val_segments": len(val_set),

@@ -40,6 +40,7 @@ def test_train_flow_registers_a_champion_and_reuses_features(prefect_harness, ml
     assert run.info.status == "FINISHED"
     assert run.data.params["features.n_mels"] == "96" and run.data.params["split.method_used"] == "stratified"
     assert run.data.params["data.tracks"] == "30" and run.data.params["data.excluded"] == "2"
+    assert run.data.params["device.used"] == "cpu" and run.data.params["train.seed"] == "42"
     assert "mlflow.source.git.commit" in run.data.tags
     assert {"test/track_accuracy", "test/macro_f1", "test/segment_accuracy", "val/accuracy"} <= set(run.data.metrics)
     assert [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")] == [1]
@@ -86,3 +87,27 @@ def test_registered_model_scores_paths_and_waveforms(prefect_harness, mlflow_sto
     assert by_path[probs].sum(axis=1).iloc[0] == pytest.approx(1.0, abs=1e-5)
     np.testing.assert_allclose(by_path[probs].to_numpy(), by_wave[probs].to_numpy(), atol=1e-5)
     assert by_path["genre"].iloc[0] == by_wave["genre"].iloc[0] in GENRES
+
+
+def test_mlflow_run_main_entry_point(mlflow_store, gtzan_slice, tmp_path):
+    """`mlflow run . --env-manager local` trains through the MLproject into its own MLflow run."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    client = MlflowClient()
+    exp = client.create_experiment("mlproject-test", artifact_location=(tmp_path / "artifacts").as_uri())
+    env = os.environ | {
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+    }
+    cmd = [sys.executable, "-m", "mlflow", "run", str(root), "--env-manager", "local", "--experiment-id", exp]
+    for k, v in {"source": gtzan_slice, "work_dir": tmp_path / "work", "epochs": 1, "patience": 1}.items():
+        cmd += ["-P", f"{k}={v}"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (run,) = client.search_runs([exp])
+    assert run.info.status == "FINISHED"
+    assert run.data.params["epochs"] == "1" and run.data.params["train.epochs"] == "1"  # MLproject's and ours
+    assert "test/track_accuracy" in run.data.metrics and run.data.tags["registry.version"] == "1"
