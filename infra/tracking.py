@@ -22,6 +22,11 @@ SPLIT_ARTIFACT_DIR = "data"
 """Run artifact folder holding the split table (``split-*.csv``) and the exclusion list."""
 
 
+_USER_REGISTRY_URI = os.environ.get("MLFLOW_REGISTRY_URI")
+# Read once at import: mlflow.set_registry_uri writes this variable itself, so reading it later
+# would return whatever the previous configure_tracking call chose.
+
+
 def configure_tracking(tracking_uri: str | None = None) -> str:
     """Point MLflow at ``tracking_uri``, else ``$MLFLOW_TRACKING_URI``, else ``./mlflow.db`` (SQLite).
 
@@ -30,7 +35,7 @@ def configure_tracking(tracking_uri: str | None = None) -> str:
     """
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path('mlflow.db').resolve()}"
     mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(os.environ.get("MLFLOW_REGISTRY_URI") or uri)
+    mlflow.set_registry_uri(_USER_REGISTRY_URI or uri)
     return uri
 
 
