@@ -17,15 +17,6 @@ SMALL_FEATURES = FeatureConfig(
 TINY_MODEL = ModelConfig(channels=(4, 8), freq_pool=(2, 2), time_pool=(2, 2), rnn_hidden=8, attention_dim=8)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run faster on one thread, and the machine is shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny(rnn_type: str = "gru", **kwargs) -> CRNN:
     torch.manual_seed(0)
     cfg = ModelConfig(**{**TINY_MODEL.__dict__, "rnn_type": rnn_type, **kwargs})
