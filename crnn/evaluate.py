@@ -89,3 +89,54 @@ def classification_report(y_true: Sequence[int], y_pred: Sequence[int], n_classe
     denom = precision + recall
     f1 = np.divide(2 * precision * recall, denom, out=np.zeros(n_classes), where=denom > 0)
     return Report(float(tp.sum() / t.size), float(f1.mean()), precision, recall, f1, support, confusion)
+
+
+@dataclass(frozen=True)
+class TrackEvaluation:
+    """Result of :func:`evaluate_tracks`.
+
+    Attributes:
+        track: report over tracks (track = mean of its segment probabilities).
+        segment: report over all segments of the scored tracks.
+        predictions: predicted class per scored track.
+        scored: indices (into the inputs) of the tracks scored; shorter ones are left out.
+    """
+
+    track: Report
+    segment: Report
+    predictions: list[int]
+    scored: list[int]
+
+
+def evaluate_tracks(
+    model: nn.Module, log_mels: Sequence[np.ndarray], labels: Sequence[int], cfg: FeatureConfig
+) -> TrackEvaluation:
+    """Segment- and track-level metrics of ``model`` on whole tracks.
+
+    Args:
+        model: a :class:`crnn.models.CRNN` in eval mode.
+        log_mels: one per track, shape (n_mels, frames_i), in dB.
+        labels: true class per track.
+        cfg: segmentation; tracks shorter than ``cfg.min_segment_s`` are not scored.
+
+    Returns:
+        The :class:`TrackEvaluation`.
+
+    Raises:
+        ValueError: no track is long enough to score.
+    """
+    scored = [i for i, m in enumerate(log_mels) if m.shape[1] >= cfg.min_frames]
+    if not scored:
+        raise ValueError(f"none of the {len(log_mels)} tracks is at least min_segment_s={cfg.min_segment_s} s long")
+    n_classes = model.model_cfg.n_classes
+    seg_probs = [predict_segments(model, torch.from_numpy(log_mels[i]), cfg) for i in scored]
+    truth = [labels[i] for i in scored]
+    predictions = [int(track_probs(p).argmax()) for p in seg_probs]
+    seg_true = np.concatenate([np.full(len(p), y) for y, p in zip(truth, seg_probs)])
+    seg_pred = np.concatenate([p.argmax(axis=1) for p in seg_probs])
+    return TrackEvaluation(
+        track=classification_report(truth, predictions, n_classes),
+        segment=classification_report(seg_true, seg_pred, n_classes),
+        predictions=predictions,
+        scored=scored,
+    )

@@ -5,13 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-import torch
 from prefect import task
 
 from crnn import GENRES
-from crnn.evaluate import classification_report, predict_segments
+from crnn.evaluate import evaluate_tracks
 from crnn.inference import load_checkpoint
 from crnn.train import resolve_device
 from infra import plots, tracking
@@ -40,18 +38,14 @@ def evaluate_test(
     tracking.configure_tracking()
     model, cfg = load_checkpoint(checkpoint, resolve_device(device))
     mels, labels, ids = load_split_features(split_table, cache_root, cfg.features, "test")
-    scorable = [i for i, m in enumerate(mels) if m.shape[1] >= cfg.features.min_frames]
-    if len(scorable) < len(mels):
+    result = evaluate_tracks(model, mels, labels, cfg.features)
+    if len(result.scored) < len(mels):
         task_logger().warning(
-            "skipping %d test tracks shorter than %s s", len(mels) - len(scorable), cfg.features.min_segment_s
+            "skipped %d test tracks shorter than %s s", len(mels) - len(result.scored), cfg.features.min_segment_s
         )
-    mels, labels, ids = [mels[i] for i in scorable], [labels[i] for i in scorable], [ids[i] for i in scorable]
-    seg_probs = [predict_segments(model, torch.from_numpy(m), cfg.features) for m in mels]
-    track_pred = [int(p.mean(axis=0).argmax()) for p in seg_probs]
-    seg_true = np.concatenate([[y] * len(p) for y, p in zip(labels, seg_probs)])
-    seg_pred = np.concatenate([p.argmax(axis=1) for p in seg_probs])
-    track = classification_report(labels, track_pred, len(GENRES))
-    segment = classification_report(seg_true, seg_pred, len(GENRES))
+    track, segment = result.track, result.segment
+    ids, labels = [ids[i] for i in result.scored], [labels[i] for i in result.scored]
+    track_pred = result.predictions
     metrics = {
         "test/track_accuracy": track.accuracy,
         "test/macro_f1": track.macro_f1,

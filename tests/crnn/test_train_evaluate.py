@@ -414,3 +414,27 @@ def test_spec_augment_masks_fill_with_the_example_mean_and_leave_the_rest() -> N
     torch.testing.assert_close(y[changed], means[changed])  # masked cells hold the example's mean level
     off = spec_augment(TrainConfig(freq_mask=0, time_mask=0))
     assert torch.equal(apply_masks(off, x), x)
+
+
+# --- evaluate_tracks ----------------------------------------------------------------------------
+
+
+def test_evaluate_tracks_aggregates_segments_and_skips_short_tracks() -> None:
+    from crnn.evaluate import evaluate_tracks, predict_segments
+
+    model = tiny_model().eval()
+    mels, labels = tone_tracks(2, seed=4, seconds=1.5)
+    mels.append(mels[0][:, : FEATURES.min_frames - 1])  # too short to score
+    labels.append(0)
+
+    result = evaluate_tracks(model, mels, labels, FEATURES)
+
+    assert result.scored == list(range(6))
+    for i, pred in zip(result.scored, result.predictions):
+        probs = predict_segments(model, torch.from_numpy(mels[i]), FEATURES)
+        assert pred == int(probs.mean(axis=0).argmax())
+    assert result.track.support.sum() == 6
+    n_segments = sum(len(predict_segments(model, torch.from_numpy(mels[i]), FEATURES)) for i in result.scored)
+    assert result.segment.support.sum() == n_segments > 6
+    with pytest.raises(ValueError, match="none of the 1 tracks"):
+        evaluate_tracks(model, mels[-1:], labels[-1:], FEATURES)
