@@ -32,7 +32,11 @@ def download_dataset(source: str, work_dir: str) -> dict:
     if manifest.exists() and stamp.exists() and stamp.read_text() == fingerprint:
         logger.info("manifest of %s unchanged, reusing %s", root, manifest)
     else:
-        tracks, excluded = build_manifest(root)
+        def progress(done: int, total: int) -> None:
+            if done % 100 == 0 or done == total:
+                logger.info("manifest: %d/%d files decoded and hashed", done, total)
+
+        tracks, excluded = build_manifest(root, on_progress=progress)
         for e in excluded:
             logger.warning("excluded %s: %s", e.path, e.reason)
         write_manifest(tracks, excluded, manifest, exclusions)
