@@ -32,6 +32,7 @@ def download_dataset(source: str, work_dir: str) -> dict:
     if manifest.exists() and stamp.exists() and stamp.read_text() == fingerprint:
         logger.info("manifest of %s unchanged, reusing %s", root, manifest)
     else:
+
         def progress(done: int, total: int) -> None:
             if done % 100 == 0 or done == total:
                 logger.info("manifest: %d/%d files decoded and hashed", done, total)
