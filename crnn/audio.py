@@ -1,4 +1,4 @@
-"""Audio decoding: any libsndfile format to mono float32 at a target sample rate."""
+"""Audio decoding to mono float32 at a target sample rate: libsndfile, and FFmpeg (PyAV) for M4A/AAC."""
 
 from __future__ import annotations
 
@@ -6,9 +6,18 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+import av
 import librosa
 import numpy as np
 import soundfile as sf
+
+LIBSNDFILE_EXTENSIONS = frozenset(
+    {".wav", ".wave", ".aif", ".aiff", ".aifc", ".au", ".snd", ".flac", ".ogg", ".oga", ".opus", ".mp3"}
+)
+"""Suffixes decoded by libsndfile (WAV, AIFF, AU, FLAC, Ogg Vorbis, Opus, MP3)."""
+FFMPEG_EXTENSIONS = frozenset({".m4a", ".mp4", ".aac"})
+"""Suffixes libsndfile cannot read (MPEG-4 audio/AAC), decoded by FFmpeg through PyAV."""
+AUDIO_EXTENSIONS = LIBSNDFILE_EXTENSIONS | FFMPEG_EXTENSIONS
 
 
 class AudioDecodeError(Exception):
@@ -54,7 +63,8 @@ def load_audio(path: str | Path, sample_rate: int, *, max_duration_s: float | No
     """Decode ``path``, mix to mono and resample.
 
     Args:
-        path: any format libsndfile reads (WAV, AU, AIFF, FLAC, Ogg, MP3, ...).
+        path: WAV, AIFF, AU, FLAC, Ogg Vorbis, Opus or MP3 (libsndfile), or M4A/AAC (FFmpeg via PyAV),
+            chosen by the file suffix (see :data:`AUDIO_EXTENSIONS`).
         sample_rate: target rate (in Hz).
         max_duration_s: keep at most this many seconds from the start (``None``: all).
 
@@ -64,18 +74,50 @@ def load_audio(path: str | Path, sample_rate: int, *, max_duration_s: float | No
     Raises:
         AudioDecodeError: unreadable, truncated, zero-length or non-finite audio.
     """
-    try:
-        with sf.SoundFile(str(path)) as f:
-            native_sr = f.samplerate
-            frames = f.frames if max_duration_s is None else min(f.frames, int(max_duration_s * native_sr))
-            data = f.read(frames, dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, OSError) as exc:
-        raise AudioDecodeError(path, f"cannot decode ({exc})") from exc
+    decode = _decode_ffmpeg if Path(path).suffix.lower() in FFMPEG_EXTENSIONS else _decode_libsndfile
+    data, native_sr = decode(path, max_duration_s)
     if data.shape[0] == 0:
         raise AudioDecodeError(path, "zero-length audio")
     if not np.isfinite(data).all():
         raise AudioDecodeError(path, "non-finite samples")
     return to_mono_resampled(data, native_sr, sample_rate)
+
+
+def _decode_libsndfile(path: str | Path, max_duration_s: float | None) -> tuple[np.ndarray, int]:
+    """Samples of shape (time, channels) and the native rate (in Hz), through libsndfile."""
+    try:
+        with sf.SoundFile(str(path)) as f:
+            native_sr = f.samplerate
+            frames = f.frames if max_duration_s is None else min(f.frames, int(max_duration_s * native_sr))
+            return f.read(frames, dtype="float32", always_2d=True), native_sr
+    except (sf.LibsndfileError, RuntimeError, OSError) as exc:
+        kind = Path(path).suffix.lower() or "audio"
+        raise AudioDecodeError(path, f"cannot decode as {kind} ({exc})") from exc
+
+
+def _decode_ffmpeg(path: str | Path, max_duration_s: float | None) -> tuple[np.ndarray, int]:
+    """Samples of shape (time, channels) and the native rate (in Hz), through FFmpeg (PyAV)."""
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise AudioDecodeError(path, "no audio stream")
+            stream = container.streams.audio[0]
+            native_sr = stream.codec_context.sample_rate
+            limit = None if max_duration_s is None else int(max_duration_s * native_sr)
+            to_float = av.AudioResampler(format="fltp")  # planar float32, native layout and rate
+            blocks, n = [], 0
+            for frame in container.decode(stream):
+                for out in to_float.resample(frame):
+                    blocks.append(out.to_ndarray())  # (channels, samples)
+                    n += blocks[-1].shape[1]
+                if limit is not None and n >= limit:
+                    break
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        raise AudioDecodeError(path, f"cannot decode ({exc})") from exc
+    if not blocks:
+        raise AudioDecodeError(path, "zero-length audio")
+    data = np.concatenate(blocks, axis=1).T
+    return np.ascontiguousarray(data[:limit]), native_sr
 
 
 def to_mono_resampled(data: np.ndarray, orig_sr: int, sample_rate: int) -> np.ndarray:

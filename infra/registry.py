@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import shutil
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -186,3 +187,57 @@ def register_and_promote(
 def decision_dict(decision: Decision) -> dict:
     """Plain-dict form for logging."""
     return asdict(decision)
+
+
+def resolve_model(model_uri: str, cache_dir: str | Path) -> dict:
+    """Resolve ``model_uri`` to a concrete version and download its checkpoint once into ``cache_dir``.
+
+    ``models:/<name>@<alias>`` and ``models:/<name>/<version>`` resolve through the registry to
+    ``<name>/<version>``; any other URI (``runs:/``, a local model folder) is identified by its
+    checkpoint's SHA-256.
+
+    Returns:
+        ``uri``, ``version`` (the string recorded with every result), ``checkpoint`` (local path).
+
+    Raises:
+        MlflowException: no such model, alias or version.
+    """
+    from crnn.audio import file_sha256
+
+    parsed = _parse_models_uri(model_uri)
+    if parsed is not None:
+        name, ref = parsed
+        client = MlflowClient()
+        mv = client.get_model_version_by_alias(name, ref[1:]) if ref.startswith("@") else None
+        version = f"{name}/{mv.version if mv else client.get_model_version(name, ref).version}"
+        source = f"models:/{version}"
+        local = Path(cache_dir) / version.replace("/", "-v")
+    else:
+        version, source = None, model_uri
+        local = Path(cache_dir) / hashlib.sha256(model_uri.encode()).hexdigest()[:16]
+    if not (local / "MLmodel").exists():
+        Path(cache_dir).mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=cache_dir, prefix=".download-"))
+        mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(tmp))
+        if local.exists():  # an older, partial download of another process
+            shutil.rmtree(local)
+        tmp.rename(local)
+    pyfunc = mlflow.models.Model.load(str(local)).flavors["python_function"]
+    checkpoint = local / pyfunc["artifacts"]["checkpoint"]["path"]
+    if version is None:
+        version = f"{model_uri}#sha256={file_sha256(checkpoint)[:12]}"
+    return {"uri": model_uri, "version": version, "checkpoint": str(checkpoint)}
+
+
+def _parse_models_uri(uri: str) -> tuple[str, str] | None:
+    """``models:/name@alias`` -> ``(name, '@alias')``; ``models:/name/3`` -> ``(name, '3')``; else ``None``."""
+    if not uri.startswith("models:/"):
+        return None
+    rest = uri[len("models:/") :].strip("/")
+    if "@" in rest:
+        name, alias = rest.rsplit("@", 1)
+        return name, f"@{alias}"
+    if "/" in rest:
+        name, ref = rest.rsplit("/", 1)
+        return name, ref
+    raise MlflowException(f"{uri}: expected models:/<name>@<alias> or models:/<name>/<version>")

@@ -1,0 +1,196 @@
+"""Batch scoring of music files: whole-track prediction, top-k, uncertainty, segment timeline, prefetching."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+
+from crnn import GENRES
+from crnn.audio import load_audio
+from crnn.config import FeatureConfig
+from crnn.features import segment_starts
+from crnn.inference import predict_waveform
+from crnn.models import CRNN
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class SegmentPrediction:
+    """One segment of a track's timeline.
+
+    Attributes:
+        start_s, end_s: position in the track (in seconds).
+        genre: the segment's top genre.
+        probability: its probability, in [0, 1].
+    """
+
+    start_s: float
+    end_s: float
+    genre: str
+    probability: float
+
+
+@dataclass(frozen=True)
+class TrackPrediction:
+    """Genre of one whole track.
+
+    Attributes:
+        genre: top genre (highest mean segment probability).
+        probability: its probability, in [0, 1].
+        top_k: the ``k`` most probable genres, best first, as ``(genre, probability)``.
+        uncertain: ``probability`` is below the confidence threshold.
+        probs: probability per genre of :data:`crnn.GENRES`, shape (n_classes,).
+        duration_s: seconds of audio scored (in seconds).
+        truncated: the file is longer than the maximum duration and only its start was scored.
+        n_segments: segments the track was cut into.
+        timeline: per-segment predictions, or ``None`` when not requested.
+    """
+
+    genre: str
+    probability: float
+    top_k: tuple[tuple[str, float], ...]
+    uncertain: bool
+    probs: np.ndarray
+    duration_s: float
+    truncated: bool
+    n_segments: int
+    timeline: tuple[SegmentPrediction, ...] | None
+
+
+def segment_bounds_s(n_samples: int, cfg: FeatureConfig) -> list[tuple[float, float]]:
+    """Start and end (in seconds) of each segment :func:`crnn.features.segment_log_mel` cuts from a track.
+
+    Args:
+        n_samples: track length in samples at ``cfg.sample_rate`` Hz.
+        cfg: segmentation config (segment_s, overlap_s, min_segment_s, hop_length).
+    """
+    n_frames = 1 + n_samples // cfg.hop_length
+    frame_s = cfg.hop_length / cfg.sample_rate
+    duration_s = n_samples / cfg.sample_rate
+    return [(s * frame_s, min(duration_s, (s + cfg.segment_frames) * frame_s)) for s in segment_starts(n_frames, cfg)]
+
+
+def summarize(
+    track_probs: np.ndarray,
+    segment_probs: np.ndarray,
+    n_samples: int,
+    cfg: FeatureConfig,
+    *,
+    top_k: int = 3,
+    uncertain_below: float = 0.5,
+    timeline: bool = False,
+    truncated: bool = False,
+) -> TrackPrediction:
+    """Turn track and segment probabilities into a :class:`TrackPrediction`.
+
+    Args:
+        track_probs: shape (n_classes,), sums to 1.
+        segment_probs: shape (n_segments, n_classes).
+        n_samples: length of the scored audio in samples at ``cfg.sample_rate`` Hz.
+        cfg: the model's feature config (segment times).
+        top_k: how many genres to list (at most n_classes).
+        uncertain_below: a top probability below this (in [0, 1]) flags the track ``uncertain``.
+        timeline: include the per-segment predictions.
+        truncated: the audio was cut at the maximum duration.
+
+    Raises:
+        ValueError: ``top_k`` < 1, or ``uncertain_below`` outside [0, 1].
+    """
+    if top_k < 1:
+        raise ValueError(f"top_k must be >= 1, got {top_k}")
+    if not 0.0 <= uncertain_below <= 1.0:
+        raise ValueError(f"uncertain_below must be in [0, 1], got {uncertain_below}")
+    order = np.argsort(-track_probs, kind="stable")[:top_k]
+    best = int(order[0])
+    segments = None
+    if timeline:
+        bounds = segment_bounds_s(n_samples, cfg)
+        segments = tuple(
+            SegmentPrediction(round(a, 3), round(b, 3), GENRES[int(p.argmax())], round(float(p.max()), 4))
+            for (a, b), p in zip(bounds, segment_probs)
+        )
+    return TrackPrediction(
+        genre=GENRES[best],
+        probability=float(track_probs[best]),
+        top_k=tuple((GENRES[int(i)], float(track_probs[i])) for i in order),
+        uncertain=bool(track_probs[best] < uncertain_below),
+        probs=track_probs,
+        duration_s=n_samples / cfg.sample_rate,
+        truncated=truncated,
+        n_segments=len(segment_probs),
+        timeline=segments,
+    )
+
+
+def decode_for(model: CRNN, path: str | Path, max_duration_s: float | None) -> tuple[np.ndarray, bool]:
+    """Decode ``path`` for ``model``: mono at the model's rate, cut at ``max_duration_s``.
+
+    Returns:
+        ``(waveform, truncated)``: samples in [-1, 1], shape (time,), at ``model.feature_cfg.sample_rate``
+        Hz, and whether the file went on past ``max_duration_s``.
+
+    Raises:
+        AudioDecodeError: the file does not decode.
+    """
+    rate = model.feature_cfg.sample_rate
+    limit = None if max_duration_s is None else max_duration_s + 1.0 / rate  # one sample more tells truncation
+    waveform = load_audio(path, rate, max_duration_s=limit)
+    if max_duration_s is not None and waveform.size > int(max_duration_s * rate):
+        return waveform[: int(max_duration_s * rate)], True
+    return waveform, False
+
+
+def score_waveform(model: CRNN, waveform: np.ndarray, truncated: bool = False, **options) -> TrackPrediction:
+    """Predict one decoded track (see :func:`decode_for`) and summarise it.
+
+    Args:
+        model: a :class:`CRNN` in eval mode.
+        waveform: samples in [-1, 1], shape (time,), at ``model.feature_cfg.sample_rate`` Hz.
+        truncated: passed through to the result.
+        **options: ``top_k``, ``uncertain_below``, ``timeline`` of :func:`summarize`.
+
+    Raises:
+        ValueError: the audio is shorter than the model's ``min_segment_s``.
+    """
+    cfg = model.feature_cfg
+    track, segments = predict_waveform(model, waveform, cfg.sample_rate)
+    return summarize(track, segments, waveform.size, cfg, truncated=truncated, **options)
+
+
+def prefetch(fn: Callable[[T], R], items: Iterable[T], depth: int = 2) -> Iterator[tuple[T, R | Exception]]:
+    """Apply ``fn`` to ``items`` in a background thread, up to ``depth`` items ahead of the consumer.
+
+    Used to decode the next files while the model scores the current one (decoders and torch
+    release the GIL). Results come back in input order; an exception raised by ``fn`` is
+    returned in place of its result, so one bad item never stops the rest.
+
+    Yields:
+        ``(item, result or exception)``.
+    """
+    if depth < 1:
+        raise ValueError(f"depth must be >= 1, got {depth}")
+
+    def call(item: T) -> R | Exception:
+        try:
+            return fn(item)
+        except Exception as exc:  # handed to the consumer, which records it per item
+            return exc
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode") as pool:
+        pending: deque[tuple[T, Future]] = deque()
+        for item in items:
+            pending.append((item, pool.submit(call, item)))
+            if len(pending) > depth:
+                head, future = pending.popleft()
+                yield head, future.result()
+        while pending:
+            head, future = pending.popleft()
+            yield head, future.result()

@@ -1,0 +1,218 @@
+"""The library state store: one SQLite file in the output folder that remembers what was scored.
+
+Rows are keyed by ``(path, model_version)`` and carry the file identity they were computed from
+(size, modification time, SHA-256; S3 ETag). A rerun scores only files whose identity changed or
+that have no row for the current model version, so a new champion rescores the whole library while
+an unchanged library costs one ``stat`` per file. Every file's row is committed as soon as it is
+scored (WAL journal), so a killed run loses at most the file in flight.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from infra.library import LibraryFile
+
+STORE_NAME = "library.sqlite"
+SCORED, FAILED = "scored", "failed"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS files (
+    path TEXT NOT NULL,
+    model_version TEXT NOT NULL,
+    model_uri TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    etag TEXT,
+    sha256 TEXT,
+    status TEXT NOT NULL CHECK (status IN ('scored', 'failed')),
+    reason TEXT,
+    genre TEXT,
+    probability REAL,
+    uncertain INTEGER,
+    top_k TEXT,
+    probs TEXT,
+    timeline TEXT,
+    duration_s REAL,
+    truncated INTEGER,
+    n_segments INTEGER,
+    run_id TEXT NOT NULL,
+    scored_at TEXT NOT NULL,
+    tag_status TEXT,
+    PRIMARY KEY (path, model_version)
+);
+CREATE INDEX IF NOT EXISTS files_by_run ON files (run_id);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    started_at TEXT NOT NULL,
+    finished_at TEXT,
+    model_uri TEXT NOT NULL,
+    model_version TEXT NOT NULL,
+    roots TEXT NOT NULL,
+    planned INTEGER,
+    counts TEXT
+);
+"""
+JSON_COLUMNS = ("top_k", "probs", "timeline")
+RESULT_COLUMNS = (
+    "path",
+    "status",
+    "reason",
+    "genre",
+    "probability",
+    "uncertain",
+    "top_k",
+    "duration_s",
+    "truncated",
+    "n_segments",
+    "model_version",
+    "model_uri",
+    "size",
+    "mtime_ns",
+    "sha256",
+    "run_id",
+    "scored_at",
+    "tag_status",
+)
+"""Columns of the results tables, in order (``probs`` and ``timeline`` are added when present)."""
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class LibraryStore:
+    """SQLite state of one output folder; safe to open from several threads or processes at once."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA busy_timeout=60000")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._db.close()
+
+    def __enter__(self) -> LibraryStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start_run(self, run_id: str, model_uri: str, model_version: str, roots: Sequence[str], planned: int) -> None:
+        """Record the start of a scoring run."""
+        self._db.execute(
+            "INSERT OR REPLACE INTO runs (run_id, started_at, model_uri, model_version, roots, planned)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (run_id, _now(), model_uri, model_version, json.dumps(list(roots)), planned),
+        )
+
+    def finish_run(self, run_id: str, counts: dict[str, int]) -> None:
+        """Record the end of a run and its counts."""
+        self._db.execute(
+            "UPDATE runs SET finished_at = ?, counts = ? WHERE run_id = ?", (_now(), json.dumps(counts), run_id)
+        )
+
+    def identities(self, model_version: str) -> dict[str, sqlite3.Row]:
+        """``path -> row`` (identity columns and status) of every file known for ``model_version``."""
+        rows = self._db.execute(
+            "SELECT path, size, mtime_ns, etag, sha256, status FROM files WHERE model_version = ?", (model_version,)
+        )
+        return {r["path"]: r for r in rows}
+
+    def record(self, file: LibraryFile, sha256: str | None, model: dict, run_id: str, result: dict) -> None:
+        """Insert or replace the row of ``file`` for ``model['version']``; committed at once.
+
+        Args:
+            file: the file's identity as listed.
+            sha256: hex SHA-256 of its bytes (``None`` when it was not read).
+            model: ``uri`` and ``version`` of the model.
+            run_id: the scoring run.
+            result: ``status`` (``scored``/``failed``) plus the prediction columns or a ``reason``.
+        """
+        row = {k: None for k in RESULT_COLUMNS} | {"probs": None, "timeline": None, "etag": file.etag}
+        row |= {k: json.dumps(v) if k in JSON_COLUMNS and v is not None else v for k, v in result.items()}
+        row |= {
+            "path": file.path,
+            "size": file.size,
+            "mtime_ns": file.mtime_ns,
+            "sha256": sha256,
+            "model_version": model["version"],
+            "model_uri": model["uri"],
+            "run_id": run_id,
+            "scored_at": _now(),
+        }
+        columns = ", ".join(row)
+        self._db.execute(
+            f"INSERT OR REPLACE INTO files ({columns}) VALUES ({', '.join('?' * len(row))})", tuple(row.values())
+        )
+
+    def update_identity(self, path: str, model_version: str, size: int, mtime_ns: int, sha256: str | None) -> None:
+        """The file at ``path`` has a new size/mtime (touched or retagged) but the same audio."""
+        self._db.execute(
+            "UPDATE files SET size = ?, mtime_ns = ?, sha256 = COALESCE(?, sha256) WHERE path = ? AND model_version = ?",
+            (size, mtime_ns, sha256, path, model_version),
+        )
+
+    def set_tag_status(self, path: str, model_version: str, status: str) -> None:
+        """Record what tag writing did to ``path`` (``written: Rock``, ``dry-run: ...``, ``skipped: ...``)."""
+        self._db.execute(
+            "UPDATE files SET tag_status = ? WHERE path = ? AND model_version = ?", (status, path, model_version)
+        )
+
+    def results(self, *, model_version: str | None = None, run_id: str | None = None) -> list[dict]:
+        """Rows (JSON columns decoded) for one model version and/or one run, sorted by path."""
+        where, args = [], []
+        if model_version is not None:
+            where.append("model_version = ?")
+            args.append(model_version)
+        if run_id is not None:
+            where.append("run_id = ?")
+            args.append(run_id)
+        sql = "SELECT * FROM files" + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY path"
+        return [_decode(dict(r)) for r in self._db.execute(sql, args)]
+
+
+def plan(
+    files: Sequence[LibraryFile], known: dict[str, sqlite3.Row], *, retry_failed: bool = False
+) -> tuple[list[dict], int]:
+    """Which files need work for one model version, from their identity alone (no hashing).
+
+    A file is unchanged when its stored row has the same size and modification time (S3: the same
+    size and ETag). Any other known file is handed on with its stored hash (``known_sha256``,
+    ``known_etag``), so the scorer can still skip it when only its timestamp moved. Failed files are
+    unchanged too unless ``retry_failed``.
+
+    Returns:
+        ``(todo, n_unchanged)``: ``todo`` holds :meth:`LibraryFile.to_dict` plus the known hashes.
+    """
+    todo, unchanged = [], 0
+    for f in files:
+        row = known.get(f.path)
+        if row is not None and not (retry_failed and row["status"] == FAILED):
+            same = row["size"] == f.size and (row["etag"] == f.etag if f.is_s3 else row["mtime_ns"] == f.mtime_ns)
+            if same:
+                unchanged += 1
+                continue
+        retry = row is None or (retry_failed and row["status"] == FAILED)
+        hint = {} if retry else {"known_sha256": row["sha256"], "known_etag": row["etag"]}
+        todo.append(f.to_dict() | hint)
+    return todo, unchanged
+
+
+def _decode(row: dict) -> dict:
+    for k in JSON_COLUMNS:
+        if row.get(k) is not None:
+            row[k] = json.loads(row[k])
+    for k in ("uncertain", "truncated"):
+        if row.get(k) is not None:
+            row[k] = bool(row[k])
+    return row
