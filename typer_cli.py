@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import threading
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -148,6 +151,144 @@ def evaluate(
     Console().print(f"clip accuracy {report.accuracy:.3f}, macro-F1 {report.macro_f1:.3f} over {len(paths)} clips")
     if output:
         output.write_text(json.dumps(metrics | {"recall": dict(zip(GENRES, report.recall.tolist()))}, indent=2))
+
+
+Library = Annotated[
+    list[str],
+    typer.Option(help="Folder or s3://bucket/prefix of music, scanned recursively (repeat for several)."),
+]
+OutputDir = Annotated[
+    str, typer.Option(help="Folder for results tables, the library state store (library.sqlite) and model cache.")
+]
+ModelUri = Annotated[str, typer.Option(help="MLflow model URI; the concrete version is recorded with every result.")]
+
+
+@app.command()
+def score(
+    library: Library,
+    output_dir: OutputDir = "scores",
+    model_uri: ModelUri = "models:/genre-crnn@champion",
+    top_k: Annotated[int, typer.Option(help="Genres listed per track, best first.")] = 3,
+    uncertain_below: Annotated[
+        float, typer.Option(help="Flag a track `uncertain` when its top probability is below this (0-1).")
+    ] = 0.5,
+    timeline: Annotated[
+        bool, typer.Option(help="Also record per-segment predictions (start s, end s, genre).")
+    ] = False,
+    max_duration_s: Annotated[
+        float, typer.Option(help="Score at most this many seconds from the start of a file (0: whole file).")
+    ] = 600.0,
+    chunk_size: Annotated[int, typer.Option(help="Files per score-chunk task.")] = 32,
+    tags: Annotated[
+        str, typer.Option(help="Genre tags in the files: off, dry-run (report only) or write (ID3/Vorbis/MP4).")
+    ] = "off",
+    retry_failed: Annotated[bool, typer.Option(help="Try again files that failed before and did not change.")] = False,
+    parquet: Annotated[bool, typer.Option(help="Also write the results tables as Parquet.")] = False,
+    device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda or cuda:N.")] = "auto",
+) -> None:
+    """Run batch-score-flow: label new or changed music files with the registered model (reruns skip what is done)."""
+    from flows.batch_score_flow import batch_score_flow
+
+    params = {k: v for k, v in locals().items() if k != "batch_score_flow"}
+    with _store_progress(Path(output_dir)):
+        result = batch_score_flow(**params)
+    c = result["counts"]
+    console.print(
+        f"[bold]{result['model_version']}[/]: scored {c['scored']}, unchanged {c['unchanged']}, failed {c['failed']} "
+        f"of {result['files']} files ({result['tracks_per_s']:.2f} tracks/s)\nresults: {result['outputs'][0]}"
+    )
+
+
+@contextlib.contextmanager
+def _store_progress(output_dir: Path):
+    """A progress bar fed by polling the run's rows in the state store (the flow itself knows nothing of it)."""
+    from infra.library_store import STORE_NAME, run_progress
+
+    started, stop = time.time(), threading.Event()
+    with Progress(*Progress.get_default_columns(), "{task.fields[rate]}", console=console, transient=True) as bar:
+        job = bar.add_task("scanning library", total=None, rate="")
+
+        def poll() -> None:
+            while not stop.wait(0.5):
+                done, planned = run_progress(output_dir / STORE_NAME, since=started)
+                if planned is not None:
+                    rate = done / max(time.time() - started, 1e-9)
+                    bar.update(job, description="scoring", completed=done, total=planned, rate=f"{rate:.1f} files/s")
+
+        poller = threading.Thread(target=poll, daemon=True)
+        poller.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            poller.join()
+
+
+Cron = Annotated[str, typer.Option(help="Cron schedule of batch-score-flow (default: nightly at 02:00).")]
+Timezone = Annotated[str, typer.Option(help="Timezone of the cron schedule (IANA name).")]
+DeploymentName = Annotated[str, typer.Option(help="Deployment name: train-flow/<name> and batch-score-flow/<name>.")]
+TrainSource = Annotated[str | None, typer.Option(help="Default --source of the train-flow deployment.")]
+
+
+def _train_parameters(train_source: str | None) -> dict:
+    return {"source": train_source} if train_source else {}
+
+
+@app.command()
+def serve(
+    library: Library,
+    output_dir: OutputDir = "scores",
+    name: DeploymentName = "default",
+    cron: Cron = "0 2 * * *",
+    timezone: Timezone = "UTC",
+    train_source: TrainSource = None,
+    model_uri: ModelUri = "models:/genre-crnn@champion",
+) -> None:
+    """Serve both deployments from this process (needs PREFECT_API_URL of a Prefect server); runs them when triggered or scheduled."""
+    from prefect import serve as prefect_serve
+
+    from infra.deployments import runner_deployments
+
+    deployments = runner_deployments(
+        library,
+        output_dir,
+        name=name,
+        cron=cron,
+        timezone=timezone,
+        train_parameters=_train_parameters(train_source),
+        model_uri=model_uri,
+    )
+    prefect_serve(*deployments)
+
+
+@app.command()
+def deploy(
+    library: Library,
+    output_dir: OutputDir = "scores",
+    pool: Annotated[str, typer.Option(help="Process work pool (created if missing).")] = "genre-crnn",
+    name: DeploymentName = "default",
+    cron: Cron = "0 2 * * *",
+    timezone: Timezone = "UTC",
+    train_source: TrainSource = None,
+    model_uri: ModelUri = "models:/genre-crnn@champion",
+) -> None:
+    """Register both deployments on a process work pool of the Prefect server at PREFECT_API_URL; a worker runs them."""
+    from infra.deployments import deploy_to_pool
+
+    deploy_to_pool(
+        library,
+        output_dir,
+        pool=pool,
+        name=name,
+        cron=cron,
+        timezone=timezone,
+        train_parameters=_train_parameters(train_source),
+        model_uri=model_uri,
+    )
+    console.print(
+        f"deployments train-flow/{name} and batch-score-flow/{name} on pool [bold]{pool}[/]; start a worker with\n"
+        f"  prefect worker start --pool {pool}\nand run one with\n  prefect deployment run batch-score-flow/{name}"
+    )
 
 
 if __name__ == "__main__":

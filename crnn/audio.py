@@ -18,6 +18,8 @@ LIBSNDFILE_EXTENSIONS = frozenset(
 FFMPEG_EXTENSIONS = frozenset({".m4a", ".mp4", ".aac"})
 """Suffixes libsndfile cannot read (MPEG-4 audio/AAC), decoded by FFmpeg through PyAV."""
 AUDIO_EXTENSIONS = LIBSNDFILE_EXTENSIONS | FFMPEG_EXTENSIONS
+SHORT_READ_FRACTION = 0.95
+"""A file whose decodable audio is shorter than this share of what its header promises is truncated."""
 
 
 class AudioDecodeError(Exception):
@@ -85,14 +87,30 @@ def load_audio(path: str | Path, sample_rate: int, *, max_duration_s: float | No
 
 def _decode_libsndfile(path: str | Path, max_duration_s: float | None) -> tuple[np.ndarray, int]:
     """Samples of shape (time, channels) and the native rate (in Hz), through libsndfile."""
+    kind = Path(path).suffix.lower() or "audio"
+    if kind in (".au", ".snd") and _magic(path) != b".snd":
+        # libsndfile would read a header-less .au as raw 8 kHz u-law: any bytes would "decode".
+        raise AudioDecodeError(path, f"not an AU file (no '.snd' header, first bytes {_magic(path)!r})")
     try:
         with sf.SoundFile(str(path)) as f:
             native_sr = f.samplerate
             frames = f.frames if max_duration_s is None else min(f.frames, int(max_duration_s * native_sr))
-            return f.read(frames, dtype="float32", always_2d=True), native_sr
+            data = f.read(frames, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
-        kind = Path(path).suffix.lower() or "audio"
         raise AudioDecodeError(path, f"cannot decode as {kind} ({exc})") from exc
+    if frames > 0 and data.shape[0] < SHORT_READ_FRACTION * frames:
+        raise AudioDecodeError(
+            path, f"truncated: the header promises {frames / native_sr:.1f} s, {data.shape[0] / native_sr:.1f} s decode"
+        )
+    return data, native_sr
+
+
+def _magic(path: str | Path) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read(4)
+    except OSError as exc:
+        raise AudioDecodeError(path, f"cannot read ({exc})") from exc
 
 
 def _decode_ffmpeg(path: str | Path, max_duration_s: float | None) -> tuple[np.ndarray, int]:

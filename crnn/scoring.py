@@ -141,10 +141,11 @@ def decode_for(model: CRNN, path: str | Path, max_duration_s: float | None) -> t
         AudioDecodeError: the file does not decode.
     """
     rate = model.feature_cfg.sample_rate
-    limit = None if max_duration_s is None else max_duration_s + 1.0 / rate  # one sample more tells truncation
-    waveform = load_audio(path, rate, max_duration_s=limit)
-    if max_duration_s is not None and waveform.size > int(max_duration_s * rate):
-        return waveform[: int(max_duration_s * rate)], True
+    # Read 0.1 s more than kept: whether anything came after the limit tells truncation, whatever the rounding.
+    waveform = load_audio(path, rate, max_duration_s=None if max_duration_s is None else max_duration_s + 0.1)
+    keep = None if max_duration_s is None else int(round(max_duration_s * rate))
+    if keep is not None and waveform.size > keep:
+        return waveform[:keep], True
     return waveform, False
 
 

@@ -8,7 +8,6 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from urllib.parse import urlparse
 
 from crnn.audio import AUDIO_EXTENSIONS
 
@@ -36,7 +35,7 @@ class LibraryFile:
     @property
     def suffix(self) -> str:
         """Lower-case suffix, with the dot (``.mp3``)."""
-        return Path(urlparse(self.path).path if self.is_s3 else self.path).suffix.lower()
+        return Path(self.path).suffix.lower()  # not urlparse: '#' and '?' are ordinary characters of S3 keys
 
     @property
     def is_s3(self) -> bool:
@@ -92,10 +91,11 @@ def _scan_local(root: Path) -> Iterator[LibraryFile]:
 
 
 def _split_s3(uri: str) -> tuple[str, str]:
-    parsed = urlparse(uri)
-    if parsed.scheme != "s3" or not parsed.netloc:
+    """``s3://bucket/key`` -> ``(bucket, key)``; the key is taken verbatim (it may hold ``#`` or ``?``)."""
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    if not uri.startswith("s3://") or not bucket:
         raise LibraryError(f"{uri}: expected s3://bucket/prefix")
-    return parsed.netloc, parsed.path.lstrip("/")
+    return bucket, key
 
 
 def _s3_client():

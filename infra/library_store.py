@@ -9,6 +9,7 @@ scored (WAL journal), so a killed run loses at most the file in flight.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 from collections.abc import Sequence
@@ -216,3 +217,25 @@ def _decode(row: dict) -> dict:
         if row.get(k) is not None:
             row[k] = bool(row[k])
     return row
+
+
+def run_progress(path: str | Path, since: float) -> tuple[int, int | None]:
+    """``(files done, files planned)`` of the latest run started after ``since`` (a Unix time); planned is ``None`` before it starts.
+
+    Opens the store read-only, so a progress display never blocks the scorers.
+    """
+    path = Path(path)
+    if not path.exists():
+        return 0, None
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)) as db:
+        try:
+            run = db.execute(
+                "SELECT run_id, planned FROM runs WHERE started_at >= ? ORDER BY started_at DESC LIMIT 1",
+                (datetime.fromtimestamp(int(since), UTC).isoformat(timespec="seconds"),),
+            ).fetchone()
+            if run is None:
+                return 0, None
+            (done,) = db.execute("SELECT COUNT(*) FROM files WHERE run_id = ?", (run[0],)).fetchone()
+        except sqlite3.OperationalError:  # schema not created yet
+            return 0, None
+    return done, run[1]

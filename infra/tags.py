@@ -69,11 +69,15 @@ def write_genre(path: str | Path, genre: str) -> str:
     value = GENRE_TAG_VALUES[genre]
     path = Path(path)
     _open(path)  # fail before copying anything
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tagging")
+    # The copy keeps the suffix: mutagen picks the format by name as well as by content.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.tagging-", suffix=path.suffix)
     os.close(fd)
     try:
         shutil.copy2(path, tmp)
-        _set(_open(tmp), value)
+        try:
+            _set(_open(tmp), value)
+        except TagError as exc:
+            raise TagError(str(exc).replace(tmp, str(path))) from exc
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)

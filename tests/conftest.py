@@ -71,3 +71,84 @@ def prefect_harness(tmp_path_factory: pytest.TempPathFactory):
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+def _fit_small_champion(gtzan_mini: Path, out: Path) -> Path:
+    """A CRNN trained for 2 epochs on 2 tracks per genre of gtzan_mini (validated on a third); its checkpoint."""
+    from crnn import GENRES
+    from crnn.audio import load_audio
+    from crnn.config import PipelineConfig, TrainConfig
+    from crnn.features import log_mel_librosa
+    from crnn.inference import build_model, checkpoint_state
+    from crnn.train import SegmentDataset, fit, save_checkpoint
+
+    cfg = PipelineConfig.from_options(epochs=2, batch_size=32)
+    feats = {
+        (g, i): log_mel_librosa(load_audio(gtzan_mini / g / f"{g}.{i:05d}.wav", cfg.features.sample_rate), cfg.features)
+        for g in GENRES
+        for i in range(3)
+    }
+    labels = {g: k for k, g in enumerate(GENRES)}
+    train = [(m, labels[g]) for (g, i), m in feats.items() if i < 2]
+    val = [(m, labels[g]) for (g, i), m in feats.items() if i == 2]
+    model = build_model(cfg)
+    train_cfg: TrainConfig = cfg.train
+    fit(
+        model,
+        SegmentDataset([m for m, _ in train], [y for _, y in train], cfg.features, jitter=True),
+        SegmentDataset([m for m, _ in val], [y for _, y in val], cfg.features),
+        train_cfg,
+        device=torch.device("cpu"),
+    )
+    path = out / "champion.pt"
+    save_checkpoint(checkpoint_state(model.eval(), cfg), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def champion_store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A SQLite MLflow store whose ``genre-crnn`` model has a ``champion`` (briefly trained on real tracks); its URI."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from infra import registry
+
+    mini = SHARED / "data" / "gtzan_mini" / "genres"
+    if not mini.is_dir():
+        pytest.skip(f"real data not found at {mini}")
+    root = tmp_path_factory.mktemp("champion")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    checkpoint = _fit_small_champion(mini, root)
+    previous = os.environ.get("MLFLOW_TRACKING_URI"), os.environ.get("MLFLOW_REGISTRY_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = os.environ["MLFLOW_REGISTRY_URI"] = uri
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        exp = mlflow.create_experiment("champion", artifact_location=(root / "artifacts").as_uri())
+        with mlflow.start_run(experiment_id=exp) as run:
+            pass
+        model_uri = registry.log_model(run.info.run_id, checkpoint)
+        version = mlflow.register_model(model_uri, registry.MODEL_NAME).version
+        MlflowClient().set_registered_model_alias(registry.MODEL_NAME, registry.CHAMPION, version)
+    finally:
+        for key, value in zip(("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"), previous):
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        mlflow.set_tracking_uri(None)
+    return uri
+
+
+@pytest.fixture
+def use_champion(champion_store: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Point MLflow (tracking and registry, in this process and subprocesses) at :func:`champion_store`."""
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", champion_store)
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", champion_store)
+    monkeypatch.setattr("infra.tracking._USER_REGISTRY_URI", champion_store)
+    mlflow.set_tracking_uri(champion_store)
+    mlflow.set_registry_uri(champion_store)
+    yield champion_store
+    mlflow.set_tracking_uri(None)

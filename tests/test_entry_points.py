@@ -5,9 +5,11 @@ from __future__ import annotations
 import inspect
 from pathlib import Path
 
+import pytest
 import typer.main
 import yaml
 
+from flows.batch_score_flow import batch_score_flow
 from flows.train_flow import train_flow
 from typer_cli import app
 
@@ -25,17 +27,43 @@ def mlproject_parameters(entry_point: str) -> dict[str, dict]:
     return spec["entry_points"][entry_point]["parameters"]
 
 
-def test_every_mlproject_parameter_is_a_cli_option_with_the_same_default() -> None:
-    options, params = cli_options("train"), mlproject_parameters("main")
-    assert set(params) == set(options)
+ENTRY_POINTS = {"main": "train", "score": "score"}
+"""MLproject entry point -> CLI command it runs."""
+
+
+def test_mlproject_has_an_entry_point_per_flow_command() -> None:
+    spec = yaml.safe_load((ROOT / "MLproject").read_text())
+    assert set(spec["entry_points"]) == set(ENTRY_POINTS)
+
+
+@pytest.mark.parametrize("entry_point", sorted(ENTRY_POINTS))
+def test_every_mlproject_parameter_is_a_cli_option_with_the_same_default(entry_point: str) -> None:
+    options, params = cli_options(ENTRY_POINTS[entry_point]), mlproject_parameters(entry_point)
+    assert set(params) <= set(options), set(params) - set(options)
     for name, spec in params.items():
-        assert str(spec["default"]) == str(options[name]), name
+        if "default" in spec:
+            assert str(spec["default"]) == str(options[name]), name
+    if entry_point == "main":  # training: every option is reachable through mlflow run
+        assert set(params) == set(options)
+    else:  # scoring: all but the on/off flags, which MLproject cannot pass
+        assert set(options) - set(params) == {"timeline", "retry_failed", "parquet"}
 
 
-def test_mlproject_command_passes_every_parameter() -> None:
-    spec = yaml.safe_load((ROOT / "MLproject").read_text())["entry_points"]["main"]
+@pytest.mark.parametrize("entry_point", sorted(ENTRY_POINTS))
+def test_mlproject_command_passes_every_parameter(entry_point: str) -> None:
+    spec = yaml.safe_load((ROOT / "MLproject").read_text())["entry_points"][entry_point]
+    assert spec["command"].startswith(f"python typer_cli.py {ENTRY_POINTS[entry_point]} ")
     for name in spec["parameters"]:
         assert f"--{name.replace('_', '-')} {{{name}}}" in spec["command"], name
+
+
+def test_batch_score_flow_parameters_match_the_cli() -> None:
+    flow_params = {k: v.default for k, v in inspect.signature(batch_score_flow.fn).parameters.items()}
+    options = cli_options("score")
+    assert set(flow_params) == set(options)
+    for name, default in flow_params.items():
+        if default is not inspect.Parameter.empty:
+            assert str(default) == str(options[name]), name
 
 
 def test_train_flow_parameters_match_the_cli() -> None:

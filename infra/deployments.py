@@ -1,0 +1,95 @@
+"""Prefect deployments of ``train-flow`` and ``batch-score-flow``: served from this process, or on a work pool.
+
+Flows are loaded from their entrypoints in this checkout (``flow.from_source``), so a process
+worker runs them from the same folder, with the same relative paths (``work/``, ``mlflow.db``).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from prefect import flow
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import WorkPoolCreate
+from prefect.exceptions import ObjectAlreadyExists
+from prefect.schedules import Cron
+
+log = logging.getLogger(__name__)
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+TRAIN_ENTRYPOINT = "flows/train_flow.py:train_flow"
+SCORE_ENTRYPOINT = "flows/batch_score_flow.py:batch_score_flow"
+DEFAULT_DEPLOYMENT = "default"
+NIGHTLY_CRON = "0 2 * * *"
+"""Batch scoring every night at 02:00 (in the deployment's timezone)."""
+DEFAULT_POOL = "genre-crnn"
+
+
+def _flows():
+    root = str(PROJECT_ROOT)
+    return flow.from_source(root, TRAIN_ENTRYPOINT), flow.from_source(root, SCORE_ENTRYPOINT)
+
+
+def _score_parameters(library: list[str], output_dir: str, model_uri: str | None) -> dict:
+    params: dict = {"library": library, "output_dir": output_dir}
+    return params | ({"model_uri": model_uri} if model_uri else {})
+
+
+def runner_deployments(
+    library: list[str],
+    output_dir: str,
+    *,
+    name: str = DEFAULT_DEPLOYMENT,
+    cron: str = NIGHTLY_CRON,
+    timezone: str = "UTC",
+    train_parameters: dict | None = None,
+    model_uri: str | None = None,
+) -> list:
+    """``train-flow/<name>`` (on demand) and ``batch-score-flow/<name>`` (on ``cron``) for :func:`prefect.serve`."""
+    train, score = _flows()
+    return [
+        train.to_deployment(name=name, parameters=train_parameters or {}),
+        score.to_deployment(
+            name=name,
+            parameters=_score_parameters(library, output_dir, model_uri),
+            schedules=[Cron(cron, timezone=timezone)],
+        ),
+    ]
+
+
+def ensure_process_pool(pool: str) -> None:
+    """Create the process work pool ``pool`` unless it exists."""
+    with get_client(sync_client=True) as client:
+        try:
+            client.create_work_pool(work_pool=WorkPoolCreate(name=pool, type="process"))
+            log.info("created process work pool %s", pool)
+        except ObjectAlreadyExists:
+            pass
+
+
+def deploy_to_pool(
+    library: list[str],
+    output_dir: str,
+    *,
+    pool: str = DEFAULT_POOL,
+    name: str = DEFAULT_DEPLOYMENT,
+    cron: str = NIGHTLY_CRON,
+    timezone: str = "UTC",
+    train_parameters: dict | None = None,
+    model_uri: str | None = None,
+) -> list[str]:
+    """Register both deployments on the process work pool ``pool`` (created if missing); return their ids."""
+    ensure_process_pool(pool)
+    train, score = _flows()
+    ids = [
+        train.deploy(name=name, work_pool_name=pool, parameters=train_parameters or {}, print_next_steps=False),
+        score.deploy(
+            name=name,
+            work_pool_name=pool,
+            parameters=_score_parameters(library, output_dir, model_uri),
+            schedules=[Cron(cron, timezone=timezone)],
+            print_next_steps=False,
+        ),
+    ]
+    return [str(i) for i in ids]
