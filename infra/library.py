@@ -25,12 +25,14 @@ class LibraryFile:
         size: bytes.
         mtime_ns: modification time (in ns since the epoch; S3: LastModified).
         etag: S3 ETag (a content hash for single-part uploads); ``None`` for local files.
+        broken: a symlink whose target is missing (size and mtime are the link's own).
     """
 
     path: str
     size: int
     mtime_ns: int
     etag: str | None = None
+    broken: bool = False
 
     @property
     def suffix(self) -> str:
@@ -49,6 +51,8 @@ class LibraryFile:
 
 def unsupported_reason(file: LibraryFile) -> str | None:
     """Why ``file`` cannot be scored before decoding it (suffix, empty file), or ``None``."""
+    if file.broken:
+        return "broken symlink: its target does not exist"
     if file.suffix not in AUDIO_EXTENSIONS:
         return (
             f"unsupported format {file.suffix or '(no suffix)'}: expected one of {' '.join(sorted(AUDIO_EXTENSIONS))}"
@@ -84,7 +88,9 @@ def _scan_local(root: Path) -> Iterator[LibraryFile]:
             path = Path(dirpath) / name
             try:
                 st = path.stat()
-            except OSError:  # vanished or a broken symlink: nothing to score
+            except OSError:  # a broken symlink: listed, so it is reported rather than silently missing
+                st = path.lstat()
+                yield LibraryFile(str(path), st.st_size, st.st_mtime_ns, broken=True)
                 continue
             if path.is_file():
                 yield LibraryFile(str(path), st.st_size, st.st_mtime_ns)

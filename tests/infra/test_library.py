@@ -54,10 +54,12 @@ def test_scan_several_roots_are_merged_sorted(tmp_path: Path) -> None:
     assert [Path(f.path).relative_to(tmp_path.resolve()).as_posix() for f in files] == ["one/b.mp3", "two/a.mp3"]
 
 
-def test_scan_skips_broken_symlink(tmp_path: Path) -> None:
+def test_scan_lists_a_broken_symlink_as_unscorable(tmp_path: Path) -> None:
     touch(tmp_path / "m" / "ok.mp3")
     (tmp_path / "m" / "gone.mp3").symlink_to(tmp_path / "nowhere.mp3")
-    assert [Path(f.path).name for f in scan_library([str(tmp_path / "m")])] == ["ok.mp3"]
+    gone, ok = scan_library([str(tmp_path / "m")])
+    assert (Path(gone.path).name, gone.broken, Path(ok.path).name, ok.broken) == ("gone.mp3", True, "ok.mp3", False)
+    assert "broken symlink" in unsupported_reason(gone) and unsupported_reason(ok) is None
 
 
 @pytest.mark.parametrize("name", ["missing", "file.mp3"])
