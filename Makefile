@@ -3,11 +3,12 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 UV     := $(VENV)/bin/uv
 SOURCE ?=
+LIBRARY ?=
 ARGS   ?=
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 
-.PHONY: setup train test test-fast lint lock clean
+.PHONY: setup train score test test-fast lint lock clean
 
 setup: $(VENV)/.installed
 
@@ -19,6 +20,10 @@ $(VENV)/.installed: requirements.lock
 
 train: setup  ## run train-flow with defaults; SOURCE=<folder, archive, URL or s3://> for another dataset
 	$(PY) typer_cli.py train $(if $(SOURCE),--source "$(SOURCE)") $(ARGS)
+
+score: setup  ## run batch-score-flow over LIBRARY=<folder or s3://bucket/prefix> with the champion
+	$(if $(LIBRARY),,$(error set LIBRARY=<music folder or s3://bucket/prefix>))
+	$(PY) typer_cli.py score --library "$(LIBRARY)" $(ARGS)
 
 test: setup  ## the whole test suite (unit + end-to-end on ../shared/data)
 	$(PY) -m pytest $(ARGS)
@@ -33,4 +38,4 @@ lock:  ## re-resolve requirements.in into requirements.lock
 	$(UV) pip compile requirements.in -o requirements.lock --python-version 3.11 --python-platform x86_64-manylinux_2_28
 
 clean:
-	rm -rf work mlartifacts mlruns mlflow.db .prefect
+	rm -rf work scores mlartifacts mlruns mlflow.db .prefect
