@@ -183,6 +183,9 @@ def score(
         str, typer.Option(help="Genre tags in the files: off, dry-run (report only) or write (ID3/Vorbis/MP4).")
     ] = "off",
     retry_failed: Annotated[bool, typer.Option(help="Try again files that failed before and did not change.")] = False,
+    rescore: Annotated[
+        bool, typer.Option(help="Score every file again (e.g. to add --timeline), even if it is unchanged.")
+    ] = False,
     parquet: Annotated[bool, typer.Option(help="Also write the results tables as Parquet.")] = False,
     device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda or cuda:N.")] = "auto",
 ) -> None:

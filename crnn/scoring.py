@@ -22,6 +22,10 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
+class TooShortError(ValueError):
+    """The audio is shorter than the model's ``min_segment_s``: there is no segment to score."""
+
+
 @dataclass(frozen=True)
 class SegmentPrediction:
     """One segment of a track's timeline.
@@ -159,10 +163,13 @@ def score_waveform(model: CRNN, waveform: np.ndarray, truncated: bool = False, *
         **options: ``top_k``, ``uncertain_below``, ``timeline`` of :func:`summarize`.
 
     Raises:
-        ValueError: the audio is shorter than the model's ``min_segment_s``.
+        TooShortError: the audio is shorter than the model's ``min_segment_s``.
     """
     cfg = model.feature_cfg
-    track, segments = predict_waveform(model, waveform, cfg.sample_rate)
+    try:
+        track, segments = predict_waveform(model, waveform, cfg.sample_rate)
+    except ValueError as exc:  # predict_waveform's only ValueError: no segment fits
+        raise TooShortError(str(exc)) from exc
     return summarize(track, segments, waveform.size, cfg, truncated=truncated, **options)
 
 

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-import time
+from typing import Literal
 
 from prefect import flow, unmapped
+from prefect.task_runners import ThreadPoolTaskRunner
 
 from infra.registry import MODEL_NAME
 from tasks.score import export_results, plan_scoring, resolve_model, score_chunk, write_genre_tags
 
 DEFAULT_MODEL_URI = f"models:/{MODEL_NAME}@champion"
-TAG_MODES = ("off", "dry-run", "write")
+CHUNK_WORKERS = 2
+"""score-chunk tasks that run at once in one process (each decodes in its own thread; torch uses the cores)."""
 
 
-@flow(name="batch-score-flow", log_prints=True)
+@flow(name="batch-score-flow", log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=CHUNK_WORKERS))
 def batch_score_flow(
     library: list[str],
     output_dir: str = "scores",
@@ -23,30 +25,29 @@ def batch_score_flow(
     timeline: bool = False,
     max_duration_s: float = 600.0,
     chunk_size: int = 32,
-    tags: str = "off",
+    tags: Literal["off", "dry-run", "write"] = "off",
     retry_failed: bool = False,
+    rescore: bool = False,
     parquet: bool = False,
     device: str = "auto",
 ) -> dict:
     """Score new or changed files under ``library`` (folders or s3:// prefixes); return counts, throughput and outputs."""
-    if tags not in TAG_MODES:
-        raise ValueError(f"tags must be one of {TAG_MODES}, got {tags!r}")
+    options = {
+        "top_k": top_k,
+        "uncertain_below": uncertain_below,
+        "timeline": timeline,
+        "max_duration_s": max_duration_s,
+    }
     model = resolve_model(model_uri, output_dir)
-    planned = plan_scoring(library, output_dir, model, chunk_size, retry_failed)
-    start = time.perf_counter()
+    planned = plan_scoring(library, output_dir, model, options, chunk_size, retry_failed, rescore)
     chunks = score_chunk.map(
         planned["chunks"],
         model=unmapped(model),
         output_dir=unmapped(output_dir),
         run_id=unmapped(planned["run_id"]),
-        top_k=unmapped(top_k),
-        uncertain_below=unmapped(uncertain_below),
-        timeline=unmapped(timeline),
-        max_duration_s=unmapped(max_duration_s or None),
+        options=unmapped(options),
         device=unmapped(device),
     )
-    counts = chunks.result()
-    scoring_s = time.perf_counter() - start
     if tags != "off":
-        write_genre_tags(output_dir, model, tags)
-    return export_results(output_dir, model, planned, counts, library, scoring_s, parquet)
+        write_genre_tags(output_dir, model, planned["run_id"], tags, wait_for=[chunks])
+    return export_results(output_dir, model, planned, chunks, library, parquet, wait_for=[chunks])

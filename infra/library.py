@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -104,10 +105,16 @@ def _split_s3(uri: str) -> tuple[str, str]:
     return bucket, key
 
 
-def _s3_client():
-    import boto3  # only S3 libraries need the AWS stack; endpoint and credentials come from the environment
+_local = threading.local()
 
-    return boto3.client("s3")
+
+def _s3_client():
+    """One S3 client per thread, each from its own session (boto3's default session is not thread-safe)."""
+    if not hasattr(_local, "s3"):
+        import boto3  # only S3 libraries need the AWS stack; endpoint and credentials come from the environment
+
+        _local.s3 = boto3.session.Session().client("s3")
+    return _local.s3
 
 
 def _scan_s3(uri: str) -> Iterator[LibraryFile]:

@@ -44,9 +44,11 @@ CREATE TABLE IF NOT EXISTS files (
     run_id TEXT NOT NULL,
     scored_at TEXT NOT NULL,
     tag_status TEXT,
+    seen_run TEXT,
     PRIMARY KEY (path, model_version)
 );
 CREATE INDEX IF NOT EXISTS files_by_run ON files (run_id);
+CREATE INDEX IF NOT EXISTS files_by_seen_run ON files (seen_run);
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY,
     started_at TEXT NOT NULL,
@@ -149,6 +151,7 @@ class LibraryStore:
             "model_version": model["version"],
             "model_uri": model["uri"],
             "run_id": run_id,
+            "seen_run": run_id,
             "scored_at": _now(),
         }
         columns = ", ".join(row)
@@ -156,12 +159,24 @@ class LibraryStore:
             f"INSERT OR REPLACE INTO files ({columns}) VALUES ({', '.join('?' * len(row))})", tuple(row.values())
         )
 
-    def update_identity(self, path: str, model_version: str, size: int, mtime_ns: int, sha256: str | None) -> None:
-        """The file at ``path`` has a new size/mtime (touched or retagged) but the same audio."""
+    def update_identity(
+        self, path: str, model_version: str, size: int, mtime_ns: int, sha256: str | None, etag: str | None = None
+    ) -> None:
+        """The file at ``path`` has a new size/mtime/ETag (touched, re-uploaded or retagged) but the same audio."""
         self._db.execute(
-            "UPDATE files SET size = ?, mtime_ns = ?, sha256 = COALESCE(?, sha256) WHERE path = ? AND model_version = ?",
-            (size, mtime_ns, sha256, path, model_version),
+            "UPDATE files SET size = ?, mtime_ns = ?, sha256 = COALESCE(?, sha256), etag = COALESCE(?, etag)"
+            " WHERE path = ? AND model_version = ?",
+            (size, mtime_ns, sha256, etag, path, model_version),
         )
+
+    def mark_seen(self, paths: Sequence[str], model_version: str, run_id: str) -> None:
+        """Record that ``paths`` were in the library listed by ``run_id`` (files gone since drop out of the exports)."""
+        with self._db:  # one transaction
+            self._db.execute("BEGIN")
+            self._db.executemany(
+                "UPDATE files SET seen_run = ? WHERE path = ? AND model_version = ?",
+                [(run_id, p, model_version) for p in paths],
+            )
 
     def set_tag_status(self, path: str, model_version: str, status: str) -> None:
         """Record what tag writing did to ``path`` (``written: Rock``, ``dry-run: ...``, ``skipped: ...``)."""
@@ -169,9 +184,14 @@ class LibraryStore:
             "UPDATE files SET tag_status = ? WHERE path = ? AND model_version = ?", (status, path, model_version)
         )
 
-    def results(self, *, model_version: str | None = None, run_id: str | None = None) -> list[dict]:
-        """Rows (JSON columns decoded) for one model version and/or one run, sorted by path."""
+    def results(
+        self, *, model_version: str | None = None, run_id: str | None = None, seen_run: str | None = None
+    ) -> list[dict]:
+        """Rows (JSON columns decoded) for one model version, scored in ``run_id``, listed by ``seen_run``; by path."""
         where, args = [], []
+        if seen_run is not None:
+            where.append("seen_run = ?")
+            args.append(seen_run)
         if model_version is not None:
             where.append("model_version = ?")
             args.append(model_version)

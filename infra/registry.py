@@ -218,10 +218,12 @@ def resolve_model(model_uri: str, cache_dir: str | Path) -> dict:
     if not (local / "MLmodel").exists():
         Path(cache_dir).mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=cache_dir, prefix=".download-"))
-        mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(tmp))
+        # The model lands in tmp itself (models:/) or in tmp/<basename> (runs:/, local folders).
+        downloaded = Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(tmp)))
         if local.exists():  # an older, partial download of another process
             shutil.rmtree(local)
-        tmp.rename(local)
+        downloaded.rename(local)
+        shutil.rmtree(tmp, ignore_errors=True)
     pyfunc = mlflow.models.Model.load(str(local)).flavors["python_function"]
     checkpoint = local / pyfunc["artifacts"]["checkpoint"]["path"]
     if version is None:

@@ -60,14 +60,15 @@ def read_genre(path: str | Path) -> str | None:
 def write_genre(path: str | Path, genre: str) -> str:
     """Set the genre tag of ``path`` to ``genre``'s tag spelling and return that value.
 
-    Replaces an existing genre tag; every other tag and the audio data are kept.
+    Replaces an existing genre tag; every other tag and the audio data are kept. A symlink's
+    target is tagged (the link stays a link).
 
     Raises:
         TagError: the format cannot carry tags (e.g. AU) or its tags cannot be read.
         KeyError: ``genre`` is not one of the 10 genres.
     """
     value = GENRE_TAG_VALUES[genre]
-    path = Path(path)
+    path = Path(path).resolve()  # a symlink: tag its target, and keep the link
     _open(path)  # fail before copying anything
     # The copy keeps the suffix: mutagen picks the format by name as well as by content.
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.tagging-", suffix=path.suffix)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import functools
+import threading
+import time
 import uuid
 from collections import Counter
-from dataclasses import asdict, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+import numpy as np
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
@@ -16,7 +19,7 @@ from crnn import GENRES
 from crnn.audio import AudioDecodeError, file_sha256
 from crnn.inference import load_checkpoint
 from crnn.models import CRNN
-from crnn.scoring import TrackPrediction, decode_for, prefetch, score_waveform
+from crnn.scoring import TooShortError, TrackPrediction, decode_for, prefetch, score_waveform
 from crnn.train import resolve_device
 from infra import registry, results, tags, tracking
 from infra.library import LibraryFile, local_copy, scan_library, unsupported_reason
@@ -41,13 +44,18 @@ def resolve_model(model_uri: str, output_dir: str) -> dict:
 
 
 @task(name="plan-scoring")
-def plan_scoring(library: list[str], output_dir: str, model: dict, chunk_size: int, retry_failed: bool) -> dict:
-    """List the library, drop files unchanged since they were scored by this model version, and chunk the rest."""
+def plan_scoring(
+    library: list[str], output_dir: str, model: dict, options: dict, chunk_size: int, retry_failed: bool, rescore: bool
+) -> dict:
+    """Check the options, list the library, drop files unchanged since this model version scored them, chunk the rest."""
+    check_options(**options)
     files = scan_library(library)
+    run_id = str(flow_run.get_id() or uuid.uuid4())
     with LibraryStore(store_path(output_dir)) as store:
-        todo, unchanged = plan(files, store.identities(model["version"]), retry_failed=retry_failed)
-        run_id = str(flow_run.get_id() or uuid.uuid4())
+        known = {} if rescore else store.identities(model["version"])
+        todo, unchanged = plan(files, known, retry_failed=retry_failed)
         store.start_run(run_id, model["uri"], model["version"], library, len(todo))
+        store.mark_seen([f.path for f in files], model["version"], run_id)
     chunks = [todo[i : i + chunk_size] for i in range(0, len(todo), chunk_size)]
     task_logger().info(
         "%d files: %d unchanged since scored by %s, %d to check in %d chunks",
@@ -60,31 +68,63 @@ def plan_scoring(library: list[str], output_dir: str, model: dict, chunk_size: i
     return {"run_id": run_id, "files": len(files), "unchanged": unchanged, "todo": len(todo), "chunks": chunks}
 
 
+def check_options(top_k: int, uncertain_below: float, timeline: bool, max_duration_s: float | None) -> None:
+    """Raise ``ValueError`` for options no file could be scored with (before any file is touched)."""
+    if top_k < 1 or not 0.0 <= uncertain_below <= 1.0 or (max_duration_s is not None and max_duration_s < 0):
+        raise ValueError(
+            f"need top_k >= 1, 0 <= uncertain_below <= 1, max_duration_s >= 0; got {top_k}, {uncertain_below}, "
+            f"{max_duration_s}"
+        )
+
+
+_load_lock = threading.Lock()
+
+
 @functools.lru_cache(maxsize=2)
-def loaded_model(checkpoint: str, device: str) -> CRNN:
-    """The checkpoint's model in eval mode, loaded once per worker process and device."""
+def _load(checkpoint: str, device: str) -> CRNN:
     return load_checkpoint(checkpoint, resolve_device(device))[0]
 
 
-def _prepare(entry: dict, model: CRNN, cache_dir: Path, max_duration_s: float | None) -> tuple:
-    """Hash and decode one file (runs in the decode thread): ``(state, sha256, waveform, truncated)``.
+def loaded_model(checkpoint: str, device: str) -> CRNN:
+    """The checkpoint's model in eval mode, loaded once per worker process and device (threads wait for it)."""
+    with _load_lock:
+        return _load(checkpoint, device)
 
-    ``state`` is ``unchanged`` (same content as stored), ``decoded``, or a failure reason.
+
+@dataclass
+class Prepared:
+    """One file after the decode thread: ``state`` is ``unchanged``, ``decoded`` or ``failed`` (with ``reason``).
+
+    Attributes:
+        waveform: mono samples in [-1, 1] at the model's rate, shape (time,), when ``decoded``.
     """
-    file = LibraryFile(**{k: entry[k] for k in _FILE_FIELDS})
-    if file.is_s3 and file.etag and file.etag == entry.get("known_etag"):
-        return "unchanged", entry.get("known_sha256"), None, False
+
+    state: str
+    sha256: str | None = None
+    reason: str | None = None
+    waveform: np.ndarray | None = None
+    truncated: bool = False
+
+
+def _prepare(file: LibraryFile, hints: dict, model: CRNN, cache_dir: Path, max_duration_s: float | None) -> Prepared:
+    """Hash and decode one file; :class:`Prepared`. I/O errors propagate (nothing is recorded: retried next run)."""
+    if file.is_s3 and file.etag and file.etag == hints.get("known_etag"):
+        return Prepared("unchanged", hints.get("known_sha256"))
     if reason := unsupported_reason(file):
-        return reason, None, None, False
+        return Prepared(FAILED, reason=reason)
     local = local_copy(file, cache_dir)
-    sha256 = file_sha256(local)
-    if sha256 == entry.get("known_sha256"):
-        return "unchanged", sha256, None, False
     try:
-        waveform, truncated = decode_for(model, local, max_duration_s)
-    except AudioDecodeError as exc:
-        return exc.reason, sha256, None, False
-    return "decoded", sha256, waveform, truncated
+        sha256 = file_sha256(local)
+        if sha256 == hints.get("known_sha256"):
+            return Prepared("unchanged", sha256)
+        try:
+            waveform, truncated = decode_for(model, local, max_duration_s)
+        except AudioDecodeError as exc:
+            return Prepared(FAILED, sha256, exc.reason)
+        return Prepared("decoded", sha256, waveform=waveform, truncated=truncated)
+    finally:
+        if file.is_s3:  # the cached copy is only needed until it is decoded
+            local.unlink(missing_ok=True)
 
 
 def prediction_row(p: TrackPrediction) -> dict:
@@ -103,54 +143,65 @@ def prediction_row(p: TrackPrediction) -> dict:
     }
 
 
+def _score_one(net: CRNN, prepared: Prepared, options: dict) -> dict:
+    """The row to record for a decoded file: its prediction, or a failure when it is too short."""
+    try:
+        return prediction_row(score_waveform(net, prepared.waveform, prepared.truncated, **options))
+    except TooShortError as exc:
+        return {"status": FAILED, "reason": str(exc)}
+
+
 @task(name="score-chunk")
 def score_chunk(
     files: list[dict],
     model: dict,
     output_dir: str,
     run_id: str,
-    top_k: int = 3,
-    uncertain_below: float = 0.5,
-    timeline: bool = False,
-    max_duration_s: float | None = 600.0,
+    options: dict,
     device: str = "auto",
 ) -> dict:
-    """Score one chunk of files (decoding the next file while the model scores this one); each row is committed at once."""
-    logger = task_logger()
+    """Score one chunk of files (decoding the next file while the model scores this one); each row is committed at once.
+
+    A file that cannot be scored is recorded with its reason; an unexpected error (I/O, out of memory)
+    is logged and not recorded, so the next run tries that file again.
+    """
+    logger, started = task_logger(), time.time()
     net = loaded_model(model["checkpoint"], device)
-    options = {"top_k": top_k, "uncertain_below": uncertain_below, "timeline": timeline}
+    options = dict(options)  # shared by the chunks of this run: never mutate
+    max_s = options.pop("max_duration_s", None) or None  # 0: whole file
     cache = Path(output_dir) / "s3-cache"
     counts: Counter[str] = Counter()
+    entries = [(LibraryFile(**{k: e[k] for k in _FILE_FIELDS}), e) for e in files]
     with LibraryStore(store_path(output_dir)) as store:
-        for entry, prepared in prefetch(lambda e: _prepare(e, net, cache, max_duration_s), files):
-            file = LibraryFile(**{k: entry[k] for k in _FILE_FIELDS})
-            if isinstance(prepared, Exception):  # I/O errors (vanished file, S3 download): retried next run
-                prepared = (f"{type(prepared).__name__}: {prepared}", None, None, False)
-            state, sha256, waveform, truncated = prepared
-            if state == "unchanged":
-                store.update_identity(file.path, model["version"], file.size, file.mtime_ns, sha256)
-            elif state == "decoded":
-                try:
-                    row = prediction_row(score_waveform(net, waveform, truncated, **options))
-                except ValueError as exc:  # shorter than one segment
-                    row = {"status": FAILED, "reason": str(exc)}
-                store.record(file, sha256, model, run_id, row)
-                state = row["status"]
-            else:
-                store.record(file, sha256, model, run_id, {"status": FAILED, "reason": state})
-                logger.warning("%s: %s", file.path, state)
-                state = FAILED
-            counts[state] += 1
-    return dict(counts)
+        for (file, _), prepared in prefetch(lambda fe: _prepare(fe[0], fe[1], net, cache, max_s), entries):
+            try:
+                if isinstance(prepared, Exception):
+                    raise prepared
+                if prepared.state == "unchanged":
+                    store.update_identity(
+                        file.path, model["version"], file.size, file.mtime_ns, prepared.sha256, file.etag
+                    )
+                    counts["unchanged"] += 1
+                    continue
+                row = _score_one(net, prepared, options) if prepared.state == "decoded" else None
+                row = row or {"status": FAILED, "reason": prepared.reason}
+                store.record(file, prepared.sha256, model, run_id, row)
+                if row["status"] == FAILED:
+                    logger.warning("%s: %s", file.path, row["reason"])
+                counts[row["status"]] += 1
+            except Exception as exc:  # noqa: BLE001 - one file never stops the batch
+                logger.error("%s: %s: %s (not recorded; retried next run)", file.path, type(exc).__name__, exc)
+                counts["errors"] += 1
+    return dict(counts) | {"started": started, "finished": time.time()}
 
 
 @task(name="write-genre-tags")
-def write_genre_tags(output_dir: str, model: dict, mode: str) -> dict:
-    """Write (or, in ``dry-run`` mode, report) the genre tag of every confidently scored local file."""
+def write_genre_tags(output_dir: str, model: dict, run_id: str, mode: str) -> dict:
+    """Write (or, in ``dry-run`` mode, report) the genre tag of every confidently scored local file of this run's library."""
     logger = task_logger()
     counts: Counter[str] = Counter()
     with LibraryStore(store_path(output_dir)) as store:
-        for row in store.results(model_version=model["version"]):
+        for row in store.results(model_version=model["version"], seen_run=run_id):
             if row["status"] != SCORED:
                 continue
             value = tags.GENRE_TAG_VALUES[row["genre"]]
@@ -185,18 +236,19 @@ def _tag_one(row: dict, value: str, mode: str) -> str:
 
 @task(name="export-results")
 def export_results(
-    output_dir: str, model: dict, planned: dict, counts: list[dict], library: list[str], scoring_s: float, parquet: bool
+    output_dir: str, model: dict, planned: dict, counts: list[dict], library: list[str], parquet: bool
 ) -> dict:
-    """Write this run's results and the whole library's labels (CSV, JSON Lines), and a markdown summary artifact."""
+    """Write this run's results and the library's current labels (CSV, JSON Lines), and a markdown summary artifact."""
     run_id, out = planned["run_id"], Path(output_dir)
     total = Counter({"unchanged": planned["unchanged"]})
     for c in counts:
-        total.update(c)
+        total.update({k: v for k, v in c.items() if k not in ("started", "finished")})
     summary_counts = {k: total[k] for k in (SCORED, "unchanged", FAILED)}
+    scoring_s = max((c["finished"] for c in counts), default=0.0) - min((c["started"] for c in counts), default=0.0)
     with LibraryStore(store_path(output_dir)) as store:
         run_rows = store.results(run_id=run_id)
-        library_rows = store.results(model_version=model["version"])
-        store.finish_run(run_id, summary_counts)
+        library_rows = store.results(model_version=model["version"], seen_run=run_id)
+        store.finish_run(run_id, summary_counts | {"errors": total["errors"]})
     outputs = results.write_results(run_rows, out / "runs" / run_id / "results", parquet=parquet)
     outputs += results.write_results(library_rows, out / "library", parquet=parquet)
     if any(r.get("timeline") for r in run_rows):
@@ -208,10 +260,13 @@ def export_results(
         "model_version": model["version"],
         "files": planned["files"],
         "counts": summary_counts,
+        "errors": total["errors"],
         "scoring_s": scoring_s,
         "tracks_per_s": summary_counts[SCORED] / scoring_s if scoring_s > 0 else 0.0,
         "outputs": [str(p) for p in outputs],
     }
     create_markdown_artifact(results.summary_markdown(summary, run_rows), key="batch-score-summary")
-    task_logger().info("scored %(scored)d, unchanged %(unchanged)d, failed %(failed)d", summary_counts)
+    task_logger().info(
+        "scored %d, unchanged %d, failed %d, errors %d (retried next run)", *summary_counts.values(), total["errors"]
+    )
     return summary

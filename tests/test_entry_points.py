@@ -46,7 +46,7 @@ def test_every_mlproject_parameter_is_a_cli_option_with_the_same_default(entry_p
     if entry_point == "main":  # training: every option is reachable through mlflow run
         assert set(params) == set(options)
     else:  # scoring: all but the on/off flags, which MLproject cannot pass
-        assert set(options) - set(params) == {"timeline", "retry_failed", "parquet"}
+        assert set(options) - set(params) == {"timeline", "retry_failed", "rescore", "parquet"}
 
 
 @pytest.mark.parametrize("entry_point", sorted(ENTRY_POINTS))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import mlflow
 import pandas as pd
 from mlflow.tracking import MlflowClient
@@ -77,3 +79,19 @@ def test_signature_accepts_paths_or_waveforms() -> None:
     assert names == {"path": False, "waveform": False, "sample_rate": False}
     outputs = [c.name for c in registry.signature().outputs.inputs]
     assert outputs[0] == "genre" and len(outputs) == 11
+
+
+def test_resolve_model_by_alias_version_and_run_uri(mlflow_store, tmp_path) -> None:
+    with mlflow.start_run() as run:
+        info = mlflow.pyfunc.log_model(
+            name="model", python_model=_AlwaysRock(), artifacts={"checkpoint": __file__}, pip_requirements=["mlflow"]
+        )
+    version = mlflow.register_model(info.model_uri, registry.MODEL_NAME).version
+    MlflowClient().set_registered_model_alias(registry.MODEL_NAME, "champion", version)
+    by_alias = registry.resolve_model("models:/genre-crnn@champion", tmp_path / "cache")
+    assert by_alias["version"] == f"genre-crnn/{version}" and by_alias["uri"] == "models:/genre-crnn@champion"
+    assert Path(by_alias["checkpoint"]).read_bytes() == Path(__file__).read_bytes()
+    assert registry.resolve_model(f"models:/genre-crnn/{version}", tmp_path / "cache")["version"] == by_alias["version"]
+    by_run = registry.resolve_model(f"runs:/{run.info.run_id}/model", tmp_path / "cache")
+    assert by_run["version"].startswith(f"runs:/{run.info.run_id}/model#sha256=")
+    assert Path(by_run["checkpoint"]).is_file()

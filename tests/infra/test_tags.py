@@ -183,3 +183,14 @@ def test_write_genre_on_low_rate_mp3(tmp_path: Path) -> None:
     assert write_genre(path, "blues") == "Blues"
     assert read_genre(path) == "Blues"
     np.testing.assert_array_equal(load_audio(path, 22050), before)
+
+
+def test_a_symlink_stays_a_link_and_its_target_is_tagged(tmp_path: Path) -> None:
+    (tmp_path / "store").mkdir()
+    target = write_audio(tmp_path / "store" / "song.flac")
+    link = tmp_path / "library" / "song.flac"
+    link.parent.mkdir()
+    link.symlink_to(target)
+    write_genre(link, "jazz")
+    assert link.is_symlink() and link.resolve() == target.resolve()
+    assert read_genre(target) == "Jazz"
