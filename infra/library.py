@@ -109,12 +109,16 @@ _local = threading.local()
 
 
 def _s3_client():
-    """One S3 client per thread, each from its own session (boto3's default session is not thread-safe)."""
-    if not hasattr(_local, "s3"):
+    """One S3 client per thread and endpoint/credentials, each from its own session (boto3's default is not thread-safe)."""
+    key = tuple(
+        os.environ.get(k) for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_PROFILE", "AWS_DEFAULT_REGION")
+    )
+    clients = _local.__dict__.setdefault("clients", {})
+    if key not in clients:
         import boto3  # only S3 libraries need the AWS stack; endpoint and credentials come from the environment
 
-        _local.s3 = boto3.session.Session().client("s3")
-    return _local.s3
+        clients[key] = boto3.session.Session().client("s3")
+    return clients[key]
 
 
 def _scan_s3(uri: str) -> Iterator[LibraryFile]:

@@ -1,0 +1,309 @@
+"""The team stack without Docker, on one machine: PostgreSQL, an S3 endpoint, MLflow and Prefect servers, a worker.
+
+    .venv/bin/python -m infra.stack up      # start everything on free loopback ports; prints the client settings
+    .venv/bin/python -m infra.stack env     # the settings again: eval "$(.venv/bin/python -m infra.stack env)"
+    .venv/bin/python -m infra.stack down    # stop everything (data stays in the stack folder)
+
+It is the same stack as ``infra/docker-compose.yml``, with a private PostgreSQL cluster (``initdb`` +
+``pg_ctl``; run as the ``postgres`` user when started by root), ``moto_server`` as the S3 endpoint in
+place of MinIO, ``mlflow server`` (PostgreSQL backend store, artifacts in the S3 bucket, served
+through ``--serve-artifacts`` so clients need no S3 credentials), ``prefect server start`` on
+PostgreSQL, and a ``prefect worker`` on the process work pool ``genre-crnn``.
+
+Secrets (the database password, the S3 keys) are generated once, kept in ``<stack>/secrets.env``
+(mode 0600) and handed to the servers through their environment only: never on a command line,
+in a log, or in what clients are told. ``<stack>/client.env`` holds what clients need.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import secrets
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from infra.deployments import DEFAULT_POOL, PROJECT_ROOT
+
+HOST = "127.0.0.1"
+BUCKET = "mlflow"
+DB_USER = "genre_crnn"
+BIN = Path(sys.executable).parent
+SERVICES = ("postgres", "s3", "mlflow", "prefect", "worker")
+
+
+class StackError(RuntimeError):
+    """A service did not start; the message names it and the tail of its log."""
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback interface."""
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def _secrets(root: Path) -> dict[str, str]:
+    """The stack's secrets, generated on first use and kept in ``secrets.env`` (0600)."""
+    path = root / "secrets.env"
+    if not path.exists():
+        values = {
+            "POSTGRES_PASSWORD": secrets.token_urlsafe(18),
+            "AWS_ACCESS_KEY_ID": "stack" + secrets.token_hex(6),
+            "AWS_SECRET_ACCESS_KEY": secrets.token_urlsafe(24),
+        }
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.writelines(f"{k}={v}\n" for k, v in values.items())
+    return dict(line.strip().split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+
+
+def _as_postgres(cmd: list[str]) -> list[str]:
+    """Run ``cmd`` as the ``postgres`` user when we are root (``initdb`` refuses root)."""
+    return ["su", "postgres", "-c", shlex.join(cmd)] if os.geteuid() == 0 else cmd
+
+
+def _pg_dir(root: Path) -> Path:
+    """The cluster folder: inside the stack folder, or under /var/tmp owned by ``postgres`` when we are root."""
+    if os.geteuid() != 0:
+        return root / "postgres"
+    import hashlib
+
+    path = Path("/var/tmp/genre-crnn") / hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:12] / "postgres"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for p in (path.parent.parent, path.parent):
+        p.chmod(0o755)
+    return path
+
+
+def _pg_bin(name: str) -> str:
+    found = shutil.which(name) or next(iter(sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))), None)
+    if found is None:
+        raise StackError(f"{name} not found: install PostgreSQL (15 or later)")
+    return str(found)
+
+
+def start_postgres(root: Path, port: int, password: str) -> Path:
+    """Create (once) and start a private cluster on ``port`` with databases ``mlflow`` and ``prefect``."""
+    data = _pg_dir(root)
+    if not (data / "PG_VERSION").exists():
+        data.mkdir(parents=True, exist_ok=True)
+        pwfile = data.parent / "pwfile"
+        pwfile.write_text(password + "\n")
+        if os.geteuid() == 0:
+            shutil.chown(data, "postgres", "postgres")
+            shutil.chown(data.parent, "postgres", "postgres")
+            shutil.chown(pwfile, "postgres", "postgres")
+        pwfile.chmod(0o600)
+        initdb = [_pg_bin("initdb"), "-D", str(data), "-U", DB_USER, f"--pwfile={pwfile}", "--auth=scram-sha-256"]
+        try:
+            subprocess.run(_as_postgres(initdb), check=True, capture_output=True, text=True)
+        finally:
+            pwfile.unlink(missing_ok=True)
+    options = f"-p {port} -c listen_addresses={HOST} -c unix_socket_directories={data}"
+    log = data.parent / "postgres.log"
+    start = [_pg_bin("pg_ctl"), "-D", str(data), "-l", str(log), "-o", options, "-w", "-t", "60", "start"]
+    done = subprocess.run(_as_postgres(start), capture_output=True, text=True)
+    if done.returncode != 0:
+        raise StackError(f"postgres did not start: {done.stdout[-1000:]}{done.stderr[-1000:]}")
+    _create_databases(port, password)
+    return data
+
+
+def _create_databases(port: int, password: str) -> None:
+    import psycopg2
+
+    with contextlib.closing(
+        psycopg2.connect(host=HOST, port=port, user=DB_USER, password=password, dbname="postgres")
+    ) as db:
+        db.autocommit = True
+        with db.cursor() as cur:
+            for name in ("mlflow", "prefect"):
+                cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+                if cur.fetchone() is None:
+                    cur.execute(f'CREATE DATABASE "{name}"')
+
+
+def _spawn(name: str, cmd: list[str], env: dict[str, str], root: Path) -> int:
+    """Start ``cmd`` in its own session with output in ``<stack>/logs/<name>.log``; return its pid."""
+    (root / "logs").mkdir(exist_ok=True)
+    with open(root / "logs" / f"{name}.log", "ab") as log:
+        proc = subprocess.Popen(
+            cmd, env=env, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    return proc.pid
+
+
+def _wait_http(name: str, url: str, root: Path, pid: int, timeout_s: float = 180) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        if not _alive(pid):
+            break
+        time.sleep(1)
+    tail = (root / "logs" / f"{name}.log").read_text(errors="replace")[-2000:]
+    raise StackError(f"{name} did not answer {url} in {timeout_s:.0f} s:\n{tail}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _base_env(root: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PREFECT_", "AWS_"))}
+    return env | {
+        "PATH": f"{BIN}:{env.get('PATH', '')}",
+        "PREFECT_HOME": str(root / "prefect-home"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    }
+
+
+def up(root: str | Path = ".stack", *, worker: bool = True) -> dict[str, str]:
+    """Start the stack (or the parts of it that are not running) and return the client settings.
+
+    Raises:
+        StackError: a service did not start; whatever did start is stopped again.
+    """
+    root = Path(root).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    state = _state(root)
+    if state.get("pids"):
+        raise StackError(f"a stack is already running in {root}; run `python -m infra.stack down` first")
+    secret = _secrets(root)
+    ports = {name: free_port() for name in ("postgres", "s3", "mlflow", "prefect")}
+    state = {"ports": ports, "pids": {}, "pg_dir": None}
+    try:
+        state["pg_dir"] = str(start_postgres(root, ports["postgres"], secret["POSTGRES_PASSWORD"]))
+        _save(root, state)
+        _start_servers(root, state, secret, worker)
+    except BaseException:
+        down(root)
+        raise
+    return client_env(root)
+
+
+def _start_servers(root: Path, state: dict, secret: dict[str, str], worker: bool) -> None:
+    ports, pids, env = state["ports"], state["pids"], _base_env(root)
+    aws = {k: secret[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")} | {"AWS_DEFAULT_REGION": "us-east-1"}
+    s3_url = f"http://{HOST}:{ports['s3']}"
+    pids["s3"] = _spawn("s3", [str(BIN / "moto_server"), "-H", HOST, "-p", str(ports["s3"])], env, root)
+    _save(root, state)
+    _wait_http("s3", f"{s3_url}/moto-api/", root, pids["s3"])
+    _create_bucket(s3_url, aws)
+
+    db = f"{DB_USER}:{secret['POSTGRES_PASSWORD']}@{HOST}:{ports['postgres']}"
+    mlflow_env = env | aws | {
+        "MLFLOW_BACKEND_STORE_URI": f"postgresql+psycopg2://{db}/mlflow",
+        "MLFLOW_ARTIFACTS_DESTINATION": f"s3://{BUCKET}/",
+        "MLFLOW_S3_ENDPOINT_URL": s3_url,
+    }
+    mlflow_cmd = [str(BIN / "mlflow"), "server", "--host", HOST, "--port", str(ports["mlflow"]), "--serve-artifacts"]
+    pids["mlflow"] = _spawn("mlflow", mlflow_cmd + ["--workers", "2"], mlflow_env, root)
+    _save(root, state)
+    prefect_env = env | {"PREFECT_API_DATABASE_CONNECTION_URL": f"postgresql+asyncpg://{db}/prefect"}
+    prefect_cmd = [str(BIN / "prefect"), "server", "start", "--host", HOST, "--port", str(ports["prefect"])]
+    pids["prefect"] = _spawn("prefect", prefect_cmd, prefect_env, root)
+    _save(root, state)
+    _wait_http("mlflow", f"http://{HOST}:{ports['mlflow']}/health", root, pids["mlflow"])
+    _wait_http("prefect", f"http://{HOST}:{ports['prefect']}/api/health", root, pids["prefect"])
+    if worker:
+        clients = env | client_env(root) | {"PREFECT_WORKER_QUERY_SECONDS": "2"}
+        cmd = [str(BIN / "prefect"), "worker", "start", "--pool", DEFAULT_POOL, "--type", "process"]
+        pids["worker"] = _spawn("worker", cmd, clients, root)
+        _save(root, state)
+
+
+def _create_bucket(endpoint: str, aws: dict[str, str]) -> None:
+    import boto3
+
+    s3 = boto3.session.Session(
+        aws_access_key_id=aws["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=aws["AWS_SECRET_ACCESS_KEY"],
+        region_name=aws["AWS_DEFAULT_REGION"],
+    ).client("s3", endpoint_url=endpoint)
+    with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
+        s3.create_bucket(Bucket=BUCKET)
+
+
+def client_env(root: str | Path = ".stack") -> dict[str, str]:
+    """What a client sets to use the running stack: tracking and Prefect API URLs, the S3 endpoint (no secrets)."""
+    ports = _state(Path(root).resolve())["ports"]
+    return {
+        "MLFLOW_TRACKING_URI": f"http://{HOST}:{ports['mlflow']}",
+        "PREFECT_API_URL": f"http://{HOST}:{ports['prefect']}/api",
+        "AWS_ENDPOINT_URL": f"http://{HOST}:{ports['s3']}",
+    }
+
+
+def down(root: str | Path = ".stack") -> None:
+    """Stop every service of the stack in ``root`` (a no-op for those not running); the data stays."""
+    root = Path(root).resolve()
+    state = _state(root)
+    for name in reversed(SERVICES):
+        pid = state.get("pids", {}).get(name)
+        if pid is not None:
+            _stop(pid)
+    if state.get("pg_dir") and (Path(state["pg_dir"]) / "postmaster.pid").exists():
+        stop = [_pg_bin("pg_ctl"), "-D", state["pg_dir"], "-m", "fast", "-w", "stop"]
+        subprocess.run(_as_postgres(stop), capture_output=True)
+    if state:
+        _save(root, state | {"pids": {}})
+
+
+def _stop(pid: int, timeout_s: float = 20) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while _alive(pid) and time.monotonic() < deadline:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        time.sleep(0.2)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def _state(root: Path) -> dict:
+    path = root / "stack.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _save(root: Path, state: dict) -> None:
+    tmp = root / "stack.json.tmp"
+    tmp.write_text(json.dumps(state, indent=2))
+    tmp.replace(root / "stack.json")
+
+
+def main() -> None:
+    """``python -m infra.stack up|env|down [--dir .stack] [--no-worker]``."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("action", choices=("up", "env", "down"))
+    parser.add_argument("--dir", default=".stack", help="stack folder: state, logs, secrets (default .stack)")
+    parser.add_argument("--no-worker", action="store_true", help="do not start a Prefect worker")
+    args = parser.parse_args()
+    if args.action == "down":
+        down(args.dir)
+        return
+    env = up(args.dir, worker=not args.no_worker) if args.action == "up" else client_env(args.dir)
+    print("\n".join(f"export {k}={shlex.quote(v)}" for k, v in env.items()))
+    if args.action == "up":
+        print(f"# MLflow UI {env['MLFLOW_TRACKING_URI']}  Prefect UI {env['PREFECT_API_URL'][:-4]}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
