@@ -208,11 +208,15 @@ def _start_servers(root: Path, state: dict, secret: dict[str, str], worker: bool
     _create_bucket(s3_url, aws)
 
     db = f"{DB_USER}:{secret['POSTGRES_PASSWORD']}@{HOST}:{ports['postgres']}"
-    mlflow_env = env | aws | {
-        "MLFLOW_BACKEND_STORE_URI": f"postgresql+psycopg2://{db}/mlflow",
-        "MLFLOW_ARTIFACTS_DESTINATION": f"s3://{BUCKET}/",
-        "MLFLOW_S3_ENDPOINT_URL": s3_url,
-    }
+    mlflow_env = (
+        env
+        | aws
+        | {
+            "MLFLOW_BACKEND_STORE_URI": f"postgresql+psycopg2://{db}/mlflow",
+            "MLFLOW_ARTIFACTS_DESTINATION": f"s3://{BUCKET}/",
+            "MLFLOW_S3_ENDPOINT_URL": s3_url,
+        }
+    )
     mlflow_cmd = [str(BIN / "mlflow"), "server", "--host", HOST, "--port", str(ports["mlflow"]), "--serve-artifacts"]
     pids["mlflow"] = _spawn("mlflow", mlflow_cmd + ["--workers", "2"], mlflow_env, root)
     _save(root, state)
