@@ -31,6 +31,12 @@ Source = Annotated[
     ),
 ]
 WorkDir = Annotated[Path, typer.Option(help="Folder for downloads, manifests, the log-mel cache and checkpoints.")]
+Dask = Annotated[
+    str | None,
+    typer.Option(
+        help="Run the chunk tasks on Dask: a scheduler address (tcp://host:8786) or local:N (N local worker processes)."
+    ),
+]
 
 
 def _fetch_with_progress(source: str, work_dir: Path) -> Path:
@@ -104,16 +110,20 @@ def train(
     ] = "auto",
     experiment: Annotated[str, typer.Option(help="MLflow experiment name.")] = "genre-crnn",
     model_name: Annotated[str, typer.Option(help="MLflow registered model name.")] = "genre-crnn",
+    dask: Dask = None,
 ) -> None:
     """Run train-flow: download, split, log-mel features, CRNN training, test evaluation, registration.
 
     Tracking goes to $MLFLOW_TRACKING_URI, or to ./mlflow.db (SQLite) with artifacts in ./mlartifacts.
+    With --dask the log-mel chunks run on the Dask cluster; training stays in this process.
     """
-    from flows.train_flow import train_flow
+    params = {k: v for k, v in locals().items() if k not in ("work_dir", "dask")}
+    from flows.runners import task_runner
+    from flows.train_flow import FEATURE_THREADS, train_flow
 
-    params = {k: v for k, v in locals().items() if k not in ("work_dir", "train_flow")}
     _fetch_with_progress(source, work_dir)
-    result = train_flow(work_dir=str(work_dir), **params)
+    run = train_flow.with_options(task_runner=task_runner(FEATURE_THREADS, dask)) if dask else train_flow
+    result = run(work_dir=str(work_dir), **params)
     test, reg = result["test"], result["registry"]
     console.print(
         f"[bold]run {result['run_id']}[/]: test track accuracy {test['test/track_accuracy']:.3f}, macro-F1 {test['test/macro_f1']:.3f}, "
@@ -188,13 +198,16 @@ def score(
     ] = False,
     parquet: Annotated[bool, typer.Option(help="Also write the results tables as Parquet.")] = False,
     device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda or cuda:N.")] = "auto",
+    dask: Dask = None,
 ) -> None:
     """Run batch-score-flow: label new or changed music files with the registered model (reruns skip what is done)."""
-    from flows.batch_score_flow import batch_score_flow
+    params = {k: v for k, v in locals().items() if k != "dask"}
+    from flows.batch_score_flow import CHUNK_WORKERS, batch_score_flow
+    from flows.runners import task_runner
 
-    params = {k: v for k, v in locals().items() if k != "batch_score_flow"}
+    run = batch_score_flow.with_options(task_runner=task_runner(CHUNK_WORKERS, dask)) if dask else batch_score_flow
     with _store_progress(Path(output_dir)):
-        result = batch_score_flow(**params)
+        result = run(**params)
     c = result["counts"]
     console.print(
         f"[bold]{result['model_version']}[/]: scored {c['scored']}, unchanged {c['unchanged']}, failed {c['failed']} "
@@ -246,11 +259,16 @@ def serve(
     timezone: Timezone = "UTC",
     train_source: TrainSource = None,
     model_uri: ModelUri = "models:/genre-crnn@champion",
+    dask: Dask = None,
 ) -> None:
     """Serve both deployments from this process (needs PREFECT_API_URL of a Prefect server); runs them when triggered or scheduled."""
     from prefect import serve as prefect_serve
 
+    from flows.runners import DASK_ENV
     from infra.deployments import runner_deployments
+
+    if dask:
+        os.environ[DASK_ENV] = dask  # read when the flows are loaded, and by the runs this process starts
 
     deployments = runner_deployments(
         library,
@@ -274,6 +292,7 @@ def deploy(
     timezone: Timezone = "UTC",
     train_source: TrainSource = None,
     model_uri: ModelUri = "models:/genre-crnn@champion",
+    dask: Dask = None,
 ) -> None:
     """Register both deployments on a process work pool of the Prefect server at PREFECT_API_URL; a worker runs them."""
     from infra.deployments import deploy_to_pool
@@ -287,6 +306,7 @@ def deploy(
         timezone=timezone,
         train_parameters=_train_parameters(train_source),
         model_uri=model_uri,
+        dask=dask,
     )
     console.print(
         f"deployments train-flow/{name} and batch-score-flow/{name} on pool [bold]{pool}[/]; start a worker with\n"

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Literal
 
 from prefect import flow, unmapped
-from prefect.task_runners import ThreadPoolTaskRunner
 
+from flows.runners import task_runner
 from infra.registry import MODEL_NAME
 from tasks.score import export_results, plan_scoring, resolve_model, score_chunk, write_genre_tags
 
@@ -15,7 +15,7 @@ CHUNK_WORKERS = 2
 """score-chunk tasks that run at once in one process (each decodes in its own thread; torch uses the cores)."""
 
 
-@flow(name="batch-score-flow", log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=CHUNK_WORKERS))
+@flow(name="batch-score-flow", log_prints=True, task_runner=task_runner(CHUNK_WORKERS))
 def batch_score_flow(
     library: list[str],
     output_dir: str = "scores",

@@ -4,26 +4,29 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from prefect import flow
+from prefect import flow, unmapped
 
 from crnn.config import FeatureConfig, ModelConfig, PipelineConfig, SplitConfig, TrainConfig
+from flows.runners import task_runner
 from infra.registry import MODEL_NAME
 from infra.sources import GTZAN_URL
 from infra.tracking import DEFAULT_EXPERIMENT
 from tasks.download import download_dataset
 from tasks.evaluate import evaluate_test
-from tasks.features import compute_log_mels
+from tasks.features import compute_log_mels, plan_log_mels, summarize_log_mels
 from tasks.register import register_model
 from tasks.split import split_tracks
 from tasks.tracking import end_mlflow_run, start_mlflow_run
 from tasks.train import train_crnn
 
 _F, _M, _T, _S = FeatureConfig(), ModelConfig(), TrainConfig(), SplitConfig()
+FEATURE_THREADS = 2
+"""compute-log-mels tasks that run at once in the flow's process (without Dask)."""
 RUN_OPTIONS = frozenset({"source", "work_dir", "device", "feature_backend", "experiment", "model_name"})
 """train-flow parameters that are not part of the frozen :class:`PipelineConfig`."""
 
 
-@flow(name="train-flow", log_prints=True)
+@flow(name="train-flow", log_prints=True, task_runner=task_runner(FEATURE_THREADS))
 def train_flow(
     source: str = GTZAN_URL,
     work_dir: str = "work",
@@ -55,7 +58,15 @@ def train_flow(
     work = Path(work_dir)
     dataset = download_dataset(source, str(work))
     split_info = split_tracks(dataset["manifest"], cfg.split, str(Path(dataset["manifest"]).parent))
-    features = compute_log_mels(split_info["table"], cfg.features, str(work / "features"), feature_backend, device)
+    planned = plan_log_mels(split_info["table"], cfg.features, str(work / "features"))
+    chunks = compute_log_mels.map(
+        planned["chunks"],
+        cfg=unmapped(cfg.features),
+        cache_root=unmapped(str(work / "features")),
+        backend=unmapped(feature_backend),
+        device=unmapped(device),
+    )
+    features = summarize_log_mels(planned, chunks, feature_backend, device)
     run_id = start_mlflow_run(cfg, source, experiment, split_info, dataset, features, device)
     run_dir = str(work / "runs" / run_id)
     try:

@@ -78,18 +78,23 @@ def deploy_to_pool(
     timezone: str = "UTC",
     train_parameters: dict | None = None,
     model_uri: str | None = None,
+    dask: str | None = None,
 ) -> list[str]:
-    """Register both deployments on the process work pool ``pool`` (created if missing); return their ids."""
+    """Register both deployments on the process work pool ``pool`` (created if missing); return their ids.
+
+    ``dask`` (a scheduler address or ``local:N``) reaches the flow runs as ``GENRE_CRNN_DASK``.
+    """
     ensure_process_pool(pool)
     train, score = _flows()
+    jobs = {"env": {"GENRE_CRNN_DASK": dask}} if dask else {}
+    common = {"work_pool_name": pool, "job_variables": jobs, "print_next_steps": False}
     ids = [
-        train.deploy(name=name, work_pool_name=pool, parameters=train_parameters or {}, print_next_steps=False),
+        train.deploy(name=name, parameters=train_parameters or {}, **common),
         score.deploy(
             name=name,
-            work_pool_name=pool,
             parameters=_score_parameters(library, output_dir, model_uri),
             schedules=[Cron(cron, timezone=timezone)],
-            print_next_steps=False,
+            **common,
         ),
     ]
     return [str(i) for i in ids]

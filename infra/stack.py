@@ -2,7 +2,7 @@
 
     .venv/bin/python -m infra.stack up      # start everything on free loopback ports; prints the client settings
     .venv/bin/python -m infra.stack env     # the settings again: eval "$(.venv/bin/python -m infra.stack env)"
-    .venv/bin/python -m infra.stack down    # stop everything (data stays in the stack folder)
+    .venv/bin/python -m infra.stack down    # stop everything (data stays; --purge deletes it)
 
 It is the same stack as ``infra/docker-compose.yml``, with a private PostgreSQL cluster (``initdb`` +
 ``pg_ctl``; run as the ``postgres`` user when started by root), ``moto_server`` as the S3 endpoint in
@@ -255,8 +255,8 @@ def client_env(root: str | Path = ".stack") -> dict[str, str]:
     }
 
 
-def down(root: str | Path = ".stack") -> None:
-    """Stop every service of the stack in ``root`` (a no-op for those not running); the data stays."""
+def down(root: str | Path = ".stack", *, purge: bool = False) -> None:
+    """Stop every service of the stack in ``root`` (a no-op for those not running); ``purge`` deletes its data too."""
     root = Path(root).resolve()
     state = _state(root)
     for name in reversed(SERVICES):
@@ -266,7 +266,11 @@ def down(root: str | Path = ".stack") -> None:
     if state.get("pg_dir") and (Path(state["pg_dir"]) / "postmaster.pid").exists():
         stop = [_pg_bin("pg_ctl"), "-D", state["pg_dir"], "-m", "fast", "-w", "stop"]
         subprocess.run(_as_postgres(stop), capture_output=True)
-    if state:
+    if purge:
+        if state.get("pg_dir"):
+            shutil.rmtree(Path(state["pg_dir"]).parent, ignore_errors=True)
+        shutil.rmtree(root, ignore_errors=True)
+    elif state:
         _save(root, state | {"pids": {}})
 
 
@@ -299,9 +303,10 @@ def main() -> None:
     parser.add_argument("action", choices=("up", "env", "down"))
     parser.add_argument("--dir", default=".stack", help="stack folder: state, logs, secrets (default .stack)")
     parser.add_argument("--no-worker", action="store_true", help="do not start a Prefect worker")
+    parser.add_argument("--purge", action="store_true", help="down: also delete the databases, bucket and secrets")
     args = parser.parse_args()
     if args.action == "down":
-        down(args.dir)
+        down(args.dir, purge=args.purge)
         return
     env = up(args.dir, worker=not args.no_worker) if args.action == "up" else client_env(args.dir)
     print("\n".join(f"export {k}={shlex.quote(v)}" for k, v in env.items()))

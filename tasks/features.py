@@ -6,47 +6,58 @@ import time
 
 import pandas as pd
 from prefect import task
-from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
 from crnn.config import FeatureConfig
 from crnn.features import FeatureCache, extract_to_cache
 from crnn.train import resolve_device
 from tasks import task_logger
 
+FEATURE_CHUNK = 25
+"""Tracks per compute-log-mels task (the unit a Dask worker takes)."""
+
+
+@task(name="plan-log-mels")
+def plan_log_mels(split_table: str, cfg: FeatureConfig, cache_root: str, chunk_size: int = FEATURE_CHUNK) -> dict:
+    """Find the tracks whose log-mel is not cached yet (one per content hash) and cut them into chunks."""
+    df = pd.read_csv(split_table)
+    cache = FeatureCache(cache_root, cfg)
+    unique = dict(zip(df["sha256"], df["path"]))  # one computation per content hash
+    todo = [(path, sha) for sha, path in unique.items() if not cache.has(sha)]
+    chunks = [todo[i : i + chunk_size] for i in range(0, len(todo), chunk_size)]
+    return {"cache_dir": str(cache.dir), "cached": len(unique) - len(todo), "chunks": chunks, "started": time.time()}
+
 
 @task(name="compute-log-mels")
 def compute_log_mels(
-    split_table: str, cfg: FeatureConfig, cache_root: str, backend: str = "auto", device: str = "auto"
+    items: list[tuple[str, str]], cfg: FeatureConfig, cache_root: str, backend: str = "auto", device: str = "auto"
 ) -> dict:
-    """Cache the log-mel of every track in the split table; return the cache folder and hit counts.
-
-    ``backend="auto"`` uses the batched torch path on CUDA and librosa on CPU.
-    """
-    logger = task_logger()
+    """Cache the log-mels of one chunk of ``(path, sha256)``; ``backend="auto"``: batched torch on CUDA, librosa on CPU."""
     dev = resolve_device(device)
     backend = ("torch" if dev.type == "cuda" else "librosa") if backend == "auto" else backend
-    df = pd.read_csv(split_table)
-    cache = FeatureCache(cache_root, cfg)
-    start = time.perf_counter()
-    artifact = create_progress_artifact(0.0, description="compute-log-mels: tracks done")
+    counts = extract_to_cache([tuple(i) for i in items], FeatureCache(cache_root, cfg), backend=backend, device=dev)
+    task_logger().info("log-mels: %d computed (%s backend)", counts["computed"], backend)
+    return {"backend": backend, **counts}
 
-    def progress(done: int, total: int) -> None:
-        if done % 25 == 0 or done == total:
-            update_progress_artifact(artifact, 100.0 * done / total)
-            logger.info("log-mels %d/%d (%.0f s)", done, total, time.perf_counter() - start)
 
-    counts = extract_to_cache(
-        list(zip(df["path"], df["sha256"])), cache, backend=backend, device=dev, on_progress=progress
+@task(name="summarize-log-mels")
+def summarize_log_mels(planned: dict, chunks: list[dict], backend: str = "auto", device: str = "auto") -> dict:
+    """Totals over the chunks: cache folder, backend, seconds, tracks computed and reused."""
+    computed = sum(c["computed"] for c in chunks)
+    if chunks:
+        backend = chunks[0]["backend"]
+    elif backend == "auto":
+        backend = "torch" if resolve_device(device).type == "cuda" else "librosa"
+    seconds = time.time() - planned["started"]
+    task_logger().info(
+        "log-mels: %d computed, %d from cache (%s backend) in %.1f s", computed, planned["cached"], backend, seconds
     )
-    seconds = time.perf_counter() - start
-    logger.info(
-        "log-mels: %d computed, %d from cache (%s backend) in %.1f s",
-        counts["computed"],
-        counts["cached"],
-        backend,
-        seconds,
-    )
-    return {"cache_dir": str(cache.dir), "backend": backend, "seconds": seconds, **counts}
+    return {
+        "cache_dir": planned["cache_dir"],
+        "backend": backend,
+        "seconds": seconds,
+        "computed": computed,
+        "cached": planned["cached"],
+    }
 
 
 def load_split_features(

@@ -1,0 +1,144 @@
+"""The native team stack (infra/stack.py): MLflow on PostgreSQL + S3, Prefect on PostgreSQL with a worker, Dask.
+
+One stack is started for the module on free loopback ports and torn down afterwards, even when a
+test fails. The flows run as users run them: the CLI in a subprocess, pointed at the stack by
+``MLFLOW_TRACKING_URI`` and ``PREFECT_API_URL`` only (no S3 credentials on the client side).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import boto3
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from crnn import GENRES
+from infra import stack as native_stack
+
+pytestmark = [pytest.mark.slow, pytest.mark.server, pytest.mark.integration]
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+MINI = Path(os.environ.get("GENRE_CRNN_SHARED", ROOT.parent / "shared")) / "data" / "gtzan_mini" / "genres"
+LOGS: list[Path] = []
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory):
+    if not MINI.is_dir():
+        pytest.skip(f"real data not found at {MINI}")
+    root = tmp_path_factory.mktemp("stack")
+    try:
+        client = native_stack.up(root / "stack")
+        data = tmp_path_factory.mktemp("data")
+        for genre in GENRES:
+            (data / "slice" / "genres" / genre).mkdir(parents=True)
+            for src in sorted((MINI / genre).glob("*.wav"))[:3]:
+                (data / "slice" / "genres" / genre / src.name).symlink_to(src)
+        (data / "music").mkdir()
+        for name in ("rock/rock.00009.wav", "jazz/jazz.00008.wav", "disco/disco.00007.wav", "pop/pop.00006.wav"):
+            (data / "music" / Path(name).name).symlink_to(MINI / name)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PREFECT_", "AWS_"))}
+        env |= client | {"PREFECT_HOME": str(root / "client-prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+        yield {
+            "root": root,
+            "data": data,
+            "env": env,
+            "secrets": native_stack._secrets(root / "stack"),
+            "pids": dict(native_stack._state(root / "stack")["pids"]),
+        }
+    finally:
+        native_stack.down(root / "stack", purge=True)
+
+
+def _cli(st: dict, name: str, *args: str) -> str:
+    """Run a command with the client environment; its output is kept for the credential check."""
+    done = subprocess.run(args, cwd=ROOT, env=st["env"], capture_output=True, text=True, timeout=900)
+    log = st["root"] / f"{name}.log"
+    log.write_text(done.stdout + done.stderr)
+    LOGS.append(log)
+    assert done.returncode == 0, f"{args}\n{(done.stdout + done.stderr)[-4000:]}"
+    return done.stdout + done.stderr
+
+
+def _score(st: dict, name: str, *extra: str) -> pd.DataFrame:
+    out = st["data"] / name
+    _cli(st, name, sys.executable, "typer_cli.py", "score", "--library", str(st["data"] / "music"),
+         "--output-dir", str(out), *extra)  # fmt: skip
+    return pd.read_csv(out / "library.csv").set_index("path").sort_index()
+
+
+def test_train_registers_through_the_server_with_artifacts_in_s3_and_scoring_loads_it(stack) -> None:
+    st = stack
+    _cli(st, "train", sys.executable, "typer_cli.py", "train", "--source", str(st["data"] / "slice"),
+         "--work-dir", str(st["data"] / "work"), "--epochs", "1")  # fmt: skip
+    client = MlflowClient(st["env"]["MLFLOW_TRACKING_URI"])
+    champion = client.get_model_version_by_alias("genre-crnn", "champion")
+    assert str(champion.version) == "1"
+
+    s3 = boto3.session.Session(
+        aws_access_key_id=st["secrets"]["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=st["secrets"]["AWS_SECRET_ACCESS_KEY"],
+        region_name="us-east-1",
+    ).client("s3", endpoint_url=st["env"]["AWS_ENDPOINT_URL"])
+    keys = [
+        o["Key"]
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket="mlflow")
+        for o in page.get("Contents", [])
+    ]
+    assert any(k.endswith("/MLmodel") for k in keys) and any(k.endswith("best.pt") for k in keys)
+    assert any(k.endswith("confusion_matrix.png") for k in keys)
+
+    rows = _score(st, "scores")
+    assert len(rows) == 4 and (rows.status == "scored").all() and (rows.model_version == "genre-crnn/1").all()
+
+
+def test_deployment_runs_on_the_postgres_backed_prefect_server(stack) -> None:
+    st = stack
+    if MlflowClient(st["env"]["MLFLOW_TRACKING_URI"]).search_registered_models() == []:
+        pytest.skip("needs the champion of the first test")
+    out = st["data"] / "deployed"
+    _cli(st, "deploy", sys.executable, "typer_cli.py", "deploy", "--library", str(st["data"] / "music"),
+         "--output-dir", str(out), "--name", "stack")  # fmt: skip
+    text = _cli(st, "deployment-run", str(BIN / "prefect"), "deployment", "run", "batch-score-flow/stack",
+                "--watch", "--watch-timeout", "600")  # fmt: skip
+    assert "Completed" in text
+    assert len(pd.read_csv(out / "library.csv")) == 4
+
+
+def test_dask_runner_gives_the_default_runners_results(stack) -> None:
+    st = stack
+    if MlflowClient(st["env"]["MLFLOW_TRACKING_URI"]).search_registered_models() == []:
+        pytest.skip("needs the champion of the first test")
+    threads = _score(st, "threads")
+    dask = _score(st, "dask", "--dask", "local:2")
+    assert list(threads.index) == list(dask.index) and (threads.genre == dask.genre).all()
+    probs = [c for c in threads.columns if c.startswith("prob_")]
+    assert np.allclose(threads[probs].to_numpy(), dask[probs].to_numpy(), atol=1e-3)
+
+
+def test_no_credential_reaches_mlflow_or_any_log(stack) -> None:
+    st = stack
+    secret_values = [st["secrets"]["POSTGRES_PASSWORD"], st["secrets"]["AWS_SECRET_ACCESS_KEY"]]
+    client = MlflowClient(st["env"]["MLFLOW_TRACKING_URI"])
+    recorded = []
+    for exp in client.search_experiments():
+        for run in client.search_runs([exp.experiment_id]):
+            recorded += [*run.data.params.values(), *run.data.tags.values()]
+    for model in client.search_registered_models():
+        for mv in client.search_model_versions(f"name='{model.name}'"):
+            recorded += [*mv.tags.values(), mv.source or ""]
+    logs = [*LOGS, *(st["root"] / "stack" / "logs").glob("*.log")]
+    assert logs and recorded
+    for value in secret_values:
+        assert not [r for r in recorded if value in str(r)], "a credential is in MLflow params/tags"
+        assert not [p.name for p in logs if value in p.read_text(errors="replace")], "a credential is in a log"
+        for pid in st["pids"].values():
+            cmdline = Path(f"/proc/{pid}/cmdline")
+            if cmdline.exists():
+                assert value not in cmdline.read_text(errors="replace"), "a credential is on a command line"
