@@ -8,7 +8,7 @@ ARGS   ?=
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 
-.PHONY: setup train score test test-fast lint lock clean
+.PHONY: setup train score stack-up stack-down test test-fast lint lock clean
 
 setup: $(VENV)/.installed
 
@@ -24,6 +24,12 @@ train: setup  ## run train-flow with defaults; SOURCE=<folder, archive, URL or s
 score: setup  ## run batch-score-flow over LIBRARY=<folder or s3://bucket/prefix> with the champion
 	$(if $(LIBRARY),,$(error set LIBRARY=<music folder or s3://bucket/prefix>))
 	$(PY) typer_cli.py score --library "$(LIBRARY)" $(ARGS)
+
+stack-up: setup  ## the team stack without Docker: PostgreSQL, S3 (moto), MLflow and Prefect servers, a worker
+	$(PY) -m infra.stack up
+
+stack-down:
+	$(PY) -m infra.stack down
 
 test: setup  ## the whole test suite (unit + end-to-end on ../shared/data)
 	$(PY) -m pytest $(ARGS)
