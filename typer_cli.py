@@ -197,6 +197,9 @@ def score(
         bool, typer.Option(help="Score every file again (e.g. to add --timeline), even if it is unchanged.")
     ] = False,
     parquet: Annotated[bool, typer.Option(help="Also write the results tables as Parquet.")] = False,
+    results_uri: Annotated[
+        str, typer.Option(help="Also copy the results tables to s3://bucket/prefix (for a team or other machines).")
+    ] = "",
     device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda or cuda:N.")] = "auto",
     dask: Dask = None,
 ) -> None:

@@ -29,6 +29,7 @@ def batch_score_flow(
     retry_failed: bool = False,
     rescore: bool = False,
     parquet: bool = False,
+    results_uri: str = "",
     device: str = "auto",
 ) -> dict:
     """Score new or changed files under ``library`` (folders or s3:// prefixes); return counts, throughput and outputs."""
@@ -50,4 +51,4 @@ def batch_score_flow(
     )
     if tags != "off":
         write_genre_tags(output_dir, model, planned["run_id"], tags, wait_for=[chunks])
-    return export_results(output_dir, model, planned, chunks, library, parquet, wait_for=[chunks])
+    return export_results(output_dir, model, planned, chunks, library, parquet, results_uri, wait_for=[chunks])

@@ -93,3 +93,28 @@ def summary_markdown(summary: dict, rows: Sequence[dict], max_failures: int = 20
             lines.append(f"| … | {len(failures) - max_failures} more in the results table |")
     lines += ["", "Outputs: " + ", ".join(f"`{p}`" for p in summary["outputs"])]
     return "\n".join(lines)
+
+
+def publish(paths: Sequence[Path], output_dir: Path, uri: str) -> list[str]:
+    """Upload ``paths`` (files under ``output_dir``) to ``s3://bucket/prefix/<path relative to output_dir>``.
+
+    Each object is written in one PUT, so readers see the old table or the new one, never half of it.
+
+    Raises:
+        LibraryError: ``uri`` is not ``s3://bucket[/prefix]``.
+        OSError: an upload failed (the message names the object).
+    """
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from infra.library import _s3_client, _split_s3
+
+    bucket, prefix = _split_s3(uri)
+    keys = []
+    for path in paths:
+        key = "/".join(p for p in (prefix.strip("/"), Path(path).relative_to(output_dir).as_posix()) if p)
+        try:
+            _s3_client().upload_file(str(path), bucket, key)
+        except (BotoCoreError, ClientError) as exc:
+            raise OSError(f"s3://{bucket}/{key}: upload failed ({exc})") from exc
+        keys.append(f"s3://{bucket}/{key}")
+    return keys

@@ -236,9 +236,15 @@ def _tag_one(row: dict, value: str, mode: str) -> str:
 
 @task(name="export-results")
 def export_results(
-    output_dir: str, model: dict, planned: dict, counts: list[dict], library: list[str], parquet: bool
+    output_dir: str,
+    model: dict,
+    planned: dict,
+    counts: list[dict],
+    library: list[str],
+    parquet: bool,
+    results_uri: str = "",
 ) -> dict:
-    """Write this run's results and the library's current labels (CSV, JSON Lines), and a markdown summary artifact."""
+    """Write this run's results and the library's current labels (CSV, JSON Lines; copies on S3), and a summary artifact."""
     run_id, out = planned["run_id"], Path(output_dir)
     total = Counter({"unchanged": planned["unchanged"]})
     for c in counts:
@@ -253,6 +259,8 @@ def export_results(
     outputs += results.write_results(library_rows, out / "library", parquet=parquet)
     if any(r.get("timeline") for r in run_rows):
         outputs.append(results.write_timeline(run_rows, out / "runs" / run_id / "timeline.csv"))
+    if results_uri:
+        outputs += results.publish(outputs, out, results_uri)
     summary = {
         "run_id": run_id,
         "library": library,

@@ -212,8 +212,14 @@ def test_s3_library(prefect_harness, use_champion, library, tmp_path, monkeypatc
         ]:
             s3.upload_file(str(path), "music", f"lib/{path.parent.name}/{path.name}")
         out = tmp_path / "scores"
-        first = batch_score_flow(library=["s3://music/lib"], output_dir=str(out))
+        first = batch_score_flow(library=["s3://music/lib"], output_dir=str(out), results_uri="s3://music/results")
         assert first["counts"] == {"scored": 2, "unchanged": 0, "failed": 1}
+        published = {o["Key"] for o in s3.list_objects_v2(Bucket="music", Prefix="results/")["Contents"]}
+        assert {
+            "results/library.csv",
+            "results/library.jsonl",
+            f"results/runs/{first['run_id']}/results.csv",
+        } <= published
         rows = _rows(out)
         assert set(rows.index) == {
             "s3://music/lib/blues/blues.00000.mp3",
