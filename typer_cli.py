@@ -16,13 +16,13 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 from rich.table import Table
 
-from crnn.config import FeatureConfig, SplitConfig, TrainConfig
+from crnn.config import ARCHITECTURES, BASELINE, ModelConfig, SplitConfig, TrainConfig
 from infra.sources import GTZAN_URL, fetch_dataset
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
 console = Console(stderr=True)
-_F, _T, _S = FeatureConfig(), TrainConfig(), SplitConfig()
+_M, _T, _S = ModelConfig(), TrainConfig(), SplitConfig()
 
 Source = Annotated[
     str,
@@ -36,6 +36,32 @@ Dask = Annotated[
     typer.Option(
         help="Run the chunk tasks on Dask: a scheduler address (tcp://host:8786) or local:N (N local worker processes)."
     ),
+]
+
+
+def _int_or_auto(value: str | int | None) -> int | None:
+    return None if value in (None, "", "auto") else int(float(value))
+
+
+def _float_or_auto(value: str | float | None) -> float | None:
+    return None if value in (None, "", "auto") else float(value)
+
+
+def _arch_option(help: str, parser, metavar: str) -> typer.Option:  # noqa: A002 - typer's name
+    return typer.Option(
+        parser=parser, metavar=metavar, help=f"{help} Default (auto): the architecture's seed preprocessing."
+    )
+
+
+SampleRate = Annotated[
+    int | None, _arch_option("Analysis sample rate in Hz (audio is resampled to it).", _int_or_auto, "HZ|auto")
+]
+NFFT = Annotated[int | None, _arch_option("FFT size in samples.", _int_or_auto, "SAMPLES|auto")]
+HopLength = Annotated[int | None, _arch_option("Hop between log-mel frames in samples.", _int_or_auto, "SAMPLES|auto")]
+NMels = Annotated[int | None, _arch_option("Number of mel bands.", _int_or_auto, "INT|auto")]
+SegmentS = Annotated[float | None, _arch_option("Segment length in seconds.", _float_or_auto, "SECONDS|auto")]
+OverlapS = Annotated[
+    float | None, _arch_option("Overlap between consecutive segments in seconds.", _float_or_auto, "SECONDS|auto")
 ]
 
 
@@ -84,15 +110,18 @@ def train(
     test_fraction: Annotated[
         float, typer.Option(help="Share of each genre's tracks for test (stratified split).")
     ] = _S.test_fraction,
-    sample_rate: Annotated[
-        int, typer.Option(help="Analysis sample rate in Hz (audio is resampled to it).")
-    ] = _F.sample_rate,
-    n_fft: Annotated[int, typer.Option(help="FFT size in samples.")] = _F.n_fft,
-    hop_length: Annotated[int, typer.Option(help="Hop between log-mel frames in samples.")] = _F.hop_length,
-    n_mels: Annotated[int, typer.Option(help="Number of mel bands.")] = _F.n_mels,
-    segment_s: Annotated[float, typer.Option(help="Segment length in seconds.")] = _F.segment_s,
-    overlap_s: Annotated[float, typer.Option(help="Overlap between consecutive segments in seconds.")] = _F.overlap_s,
-    rnn_type: Annotated[str, typer.Option(help="Recurrent layer: gru or lstm (bidirectional).")] = "gru",
+    architecture: Annotated[
+        str, typer.Option(help=f"Model zoo architecture: {', '.join(ARCHITECTURES)}.")
+    ] = _M.architecture,
+    sample_rate: SampleRate = None,
+    n_fft: NFFT = None,
+    hop_length: HopLength = None,
+    n_mels: NMels = None,
+    segment_s: SegmentS = None,
+    overlap_s: OverlapS = None,
+    rnn_type: Annotated[
+        str, typer.Option(help="crnn-attention's recurrent layer: gru or lstm (bidirectional).")
+    ] = _M.rnn_type,
     epochs: Annotated[int, typer.Option(help="Maximum number of epochs (early stopping on val/loss).")] = _T.epochs,
     batch_size: Annotated[int, typer.Option(help="Segments per batch.")] = _T.batch_size,
     learning_rate: Annotated[float, typer.Option(help="Adam learning rate.")] = _T.learning_rate,
@@ -112,7 +141,7 @@ def train(
     model_name: Annotated[str, typer.Option(help="MLflow registered model name.")] = "genre-crnn",
     dask: Dask = None,
 ) -> None:
-    """Run train-flow: download, split, log-mel features, CRNN training, test evaluation, registration.
+    """Run train-flow: download, split, log-mel features, training of one zoo architecture, test evaluation, registration.
 
     Tracking goes to $MLFLOW_TRACKING_URI, or to ./mlflow.db (SQLite) with artifacts in ./mlartifacts.
     With --dask the log-mel chunks run on the Dask cluster; training stays in this process.
@@ -161,6 +190,54 @@ def evaluate(
     Console().print(f"clip accuracy {report.accuracy:.3f}, macro-F1 {report.macro_f1:.3f} over {len(paths)} clips")
     if output:
         output.write_text(json.dumps(metrics | {"recall": dict(zip(GENRES, report.recall.tolist()))}, indent=2))
+
+
+@app.command()
+def protocol(
+    source: Annotated[
+        str, typer.Option(help="Training collection (folder, archive or URL).")
+    ] = "../shared/data/gtzan_mini",
+    cross_artist: Annotated[
+        str, typer.Option(help="Labelled clips by other artists: the cross-artist test set (folder, archive or URL).")
+    ] = "../shared/data/gtzan_excerpts",
+    work_dir: WorkDir = Path("work"),
+    model: Annotated[
+        str, typer.Option(help=f"What to evaluate: {', '.join(ARCHITECTURES)} or the classical baseline {BASELINE}.")
+    ] = _M.architecture,
+    folds: Annotated[int, typer.Option(help="k of the stratified track-level k-fold.")] = 5,
+    val_fraction: Annotated[
+        float, typer.Option(help="Share of the training tracks held out for early stopping.")
+    ] = _S.val_fraction,
+    sample_rate: SampleRate = None,
+    n_fft: NFFT = None,
+    hop_length: HopLength = None,
+    n_mels: NMels = None,
+    segment_s: SegmentS = None,
+    overlap_s: OverlapS = None,
+    epochs: Annotated[int, typer.Option(help="Maximum number of epochs per training.")] = _T.epochs,
+    batch_size: Annotated[int, typer.Option(help="Segments per batch.")] = _T.batch_size,
+    learning_rate: Annotated[float, typer.Option(help="Adam learning rate.")] = _T.learning_rate,
+    patience: Annotated[int, typer.Option(help="Epochs without a better val/loss before stopping.")] = _T.patience,
+    freq_mask: Annotated[int, typer.Option(help="SpecAugment: widest frequency mask in mel bands.")] = _T.freq_mask,
+    time_mask: Annotated[int, typer.Option(help="SpecAugment: widest time mask in frames.")] = _T.time_mask,
+    seed: Annotated[int, typer.Option(help="Random seed (folds, initialisation, batches).")] = _T.seed,
+    device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda or cuda:N.")] = "auto",
+    feature_backend: Annotated[str, typer.Option(help="Log-mel path: auto, torch or librosa.")] = "auto",
+    experiment: Annotated[str, typer.Option(help="MLflow experiment name.")] = "genre-crnn",
+) -> None:
+    """Run protocol-flow: cross-artist evaluation and stratified k-fold of one model, in a parent MLflow run with nested runs.
+
+    The k-fold figure is artist-confounded (GTZAN is ordered by artist); choose models by the cross-artist one.
+    """
+    from flows.protocol_flow import protocol_flow
+
+    params = {k: v for k, v in locals().items() if k != "work_dir"}
+    s = protocol_flow(work_dir=str(work_dir), **params)
+    console.print(
+        f"[bold]{model}[/] (parent run {s['run_id']}): cross-artist accuracy {s['cross_artist/accuracy']:.3f}, "
+        f"macro-F1 {s['cross_artist/macro_f1']:.3f}; {folds}-fold track accuracy {s['kfold/track_accuracy_mean']:.3f} "
+        f"± {s['kfold/track_accuracy_std']:.3f} (artist-confounded); {s['parameters']:,} parameters"
+    )
 
 
 Library = Annotated[

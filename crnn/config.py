@@ -99,11 +99,41 @@ class FeatureConfig:
         return hashlib.sha256(json.dumps(spectral, sort_keys=True).encode()).hexdigest()[:16]
 
 
+ARCHITECTURES = ("crnn-attention", "choi-crnn", "cnn-lstm", "parallel-cnn-bilstm")
+"""The model zoo (``crnn.zoo``); the first is the default."""
+
+BASELINE = "mfcc-logreg"
+"""The classical baseline (``crnn.baseline``), evaluated beside the zoo under the same protocol."""
+
+ARCHITECTURE_FEATURES: dict[str, dict[str, Any]] = {
+    "crnn-attention": {},  # FeatureConfig's defaults
+    # Seed 001 / Choi et al. 2017: 12 kHz, 96 mel bands, n_fft 512, hop 256, 29.12 s inputs.
+    "choi-crnn": {
+        "sample_rate": 12000,
+        "n_fft": 512,
+        "hop_length": 256,
+        "n_mels": 96,
+        "segment_s": 29.12,
+        "overlap_s": 0.0,
+    },
+    # Seed 003's layer table: 64 x 173 inputs (the 5x5 valid conv gives 60 x 169); librosa's
+    # default n_fft 2048 / hop 512 at 22 050 Hz makes 173 frames 4.02 s; 50% overlap.
+    "cnn-lstm": {"n_fft": 2048, "hop_length": 512, "n_mels": 64, "segment_s": 4.02, "overlap_s": 2.01},
+    # Seed 004: 3 s clips with 50% overlap, n_fft 1024 (513 bins) x ~128 frames; 128 log-mel
+    # bands stand in for the seed's 513 linear bins pooled to 128.
+    "parallel-cnn-bilstm": {"n_fft": 1024, "hop_length": 512, "n_mels": 128, "segment_s": 3.0, "overlap_s": 1.5},
+}
+"""Each architecture's preprocessing, as its seed describes it; explicit options override it."""
+
+
 @dataclass(frozen=True)
 class ModelConfig:
-    """CRNN architecture (seed ``000`` design).
+    """Architecture choice and the CRNN (seed ``000``) hyper-parameters.
 
     Attributes:
+        architecture: one of :data:`ARCHITECTURES`; the fields from ``channels`` to
+            ``attention_dim`` shape ``crnn-attention`` only (the other zoo models follow
+            their seed's layer table).
         channels: output channels of each convolution block.
         freq_pool: max-pool factor along mel bands per block; their product must divide ``n_mels``.
         time_pool: max-pool factor along frames per block.
@@ -118,6 +148,7 @@ class ModelConfig:
             tracks are ~13 dB quieter than the rest).
     """
 
+    architecture: str = ARCHITECTURES[0]
     channels: tuple[int, ...] = (32, 64, 64, 128)
     freq_pool: tuple[int, ...] = (2, 2, 4, 3)
     time_pool: tuple[int, ...] = (2, 2, 2, 1)
@@ -130,6 +161,10 @@ class ModelConfig:
     level_norm: bool = True
 
     def __post_init__(self) -> None:
+        _check(
+            self.architecture in ARCHITECTURES,
+            f"architecture must be one of {', '.join(ARCHITECTURES)}, got {self.architecture!r}",
+        )
         n = len(self.channels)
         _check(n > 0, "channels must name at least one convolution block")
         _check(
@@ -246,20 +281,25 @@ class PipelineConfig:
     split: SplitConfig = field(default_factory=SplitConfig)
 
     def __post_init__(self) -> None:
-        check_shape_contract(self.features, self.model)
+        if self.model.architecture == "crnn-attention":  # the other architectures check theirs when built
+            check_shape_contract(self.features, self.model)
 
     @classmethod
     def from_options(cls, **options: Any) -> PipelineConfig:
         """Build from flat option names (as the CLI, flows and MLproject use them).
 
         Each option is routed to the section that has a field of that name; ``seed`` seeds both
-        training and the split, and ``split`` names :attr:`SplitConfig.method`.
+        training and the split, and ``split`` names :attr:`SplitConfig.method`. Feature options
+        start from the architecture's preprocessing (:data:`ARCHITECTURE_FEATURES`); an option
+        given as ``None`` keeps that default.
 
         Raises:
             ValueError: an option that no section has, or an invalid value.
         """
-        options = dict(options)
-        sections: dict[str, dict[str, Any]] = {"features": {}, "model": {}, "train": {}, "split": {}}
+        options = {k: v for k, v in options.items() if v is not None}
+        architecture = options.get("architecture", ModelConfig.architecture)
+        features = dict(ARCHITECTURE_FEATURES.get(architecture, {}))
+        sections: dict[str, dict[str, Any]] = {"features": features, "model": {}, "train": {}, "split": {}}
         if "split" in options:
             sections["split"]["method"] = options.pop("split")
         if "seed" in options:
@@ -298,3 +338,17 @@ def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[name] = value
     return out
+
+
+def protocol_config(model: str, **options: Any) -> PipelineConfig:
+    """The config that evaluates ``model`` (a zoo architecture or :data:`BASELINE`) under the protocol.
+
+    The baseline has no network; it gets the default architecture's preprocessing, so it sees
+    the same log-mels and segment crops as ``crnn-attention``.
+
+    Raises:
+        ValueError: an unknown model name or option, or an invalid value.
+    """
+    if model != BASELINE and model not in ARCHITECTURES:
+        raise ValueError(f"model must be one of {', '.join((*ARCHITECTURES, BASELINE))}, got {model!r}")
+    return PipelineConfig.from_options(architecture=ARCHITECTURES[0] if model == BASELINE else model, **options)

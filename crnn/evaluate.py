@@ -20,7 +20,7 @@ def predict_segments(
     """Segment probabilities of one track.
 
     Args:
-        model: a :class:`crnn.models.CRNN` in eval mode, on any device.
+        model: a :class:`crnn.models.GenreNet` in eval mode, on any device.
         log_mel: shape (n_mels, frames), in dB.
         cfg: segmentation (segment_s, overlap_s, min_segment_s).
         batch_size: segments per forward pass.
@@ -114,7 +114,7 @@ def evaluate_tracks(
     """Segment- and track-level metrics of ``model`` on whole tracks.
 
     Args:
-        model: a :class:`crnn.models.CRNN` in eval mode.
+        model: a :class:`crnn.models.GenreNet` in eval mode.
         log_mels: one per track, shape (n_mels, frames_i), in dB.
         labels: true class per track.
         cfg: segmentation; tracks shorter than ``cfg.min_segment_s`` are not scored.
@@ -125,12 +125,27 @@ def evaluate_tracks(
     Raises:
         ValueError: no track is long enough to score.
     """
+    scored = scorable(log_mels, cfg)
+    seg_probs = [predict_segments(model, torch.from_numpy(log_mels[i]), cfg) for i in scored]
+    return evaluate_segment_probs(seg_probs, [labels[i] for i in scored], scored, model.model_cfg.n_classes)
+
+
+def scorable(log_mels: Sequence[np.ndarray], cfg: FeatureConfig) -> list[int]:
+    """Indices of the tracks at least ``cfg.min_segment_s`` long.
+
+    Raises:
+        ValueError: none is.
+    """
     scored = [i for i, m in enumerate(log_mels) if m.shape[1] >= cfg.min_frames]
     if not scored:
         raise ValueError(f"none of the {len(log_mels)} tracks is at least min_segment_s={cfg.min_segment_s} s long")
-    n_classes = model.model_cfg.n_classes
-    seg_probs = [predict_segments(model, torch.from_numpy(log_mels[i]), cfg) for i in scored]
-    truth = [labels[i] for i in scored]
+    return scored
+
+
+def evaluate_segment_probs(
+    seg_probs: Sequence[np.ndarray], truth: Sequence[int], scored: Sequence[int], n_classes: int
+) -> TrackEvaluation:
+    """Track- and segment-level reports from each scored track's segment probabilities (n_segments_i, n_classes)."""
     predictions = [int(track_probs(p).argmax()) for p in seg_probs]
     seg_true = np.concatenate([np.full(len(p), y) for y, p in zip(truth, seg_probs)])
     seg_pred = np.concatenate([p.argmax(axis=1) for p in seg_probs])
@@ -138,5 +153,5 @@ def evaluate_tracks(
         track=classification_report(truth, predictions, n_classes),
         segment=classification_report(seg_true, seg_pred, n_classes),
         predictions=predictions,
-        scored=scored,
+        scored=list(scored),
     )

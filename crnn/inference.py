@@ -11,21 +11,22 @@ from crnn import GENRES
 from crnn.audio import load_audio, to_mono_resampled
 from crnn.config import PipelineConfig
 from crnn.evaluate import predict_segments
-from crnn.models import CRNN
+from crnn.models import GenreNet
+from crnn.zoo import build_model
+
+__all__ = ["build_model", "checkpoint_state", "load_checkpoint", "predict_file", "predict_waveform"]
 
 
-def build_model(cfg: PipelineConfig) -> CRNN:
-    """A freshly initialised :class:`CRNN` for ``cfg.features`` and ``cfg.model``."""
-    return CRNN(cfg.features, cfg.model)
-
-
-def checkpoint_state(model: CRNN, cfg: PipelineConfig) -> dict:
+def checkpoint_state(model: GenreNet, cfg: PipelineConfig) -> dict:
     """The self-describing checkpoint: weights, the full config and the class names."""
     return {"state_dict": model.state_dict(), "config": cfg.to_dict(), "genres": list(GENRES)}
 
 
-def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tuple[CRNN, PipelineConfig]:
+def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tuple[GenreNet, PipelineConfig]:
     """Rebuild the model saved by :func:`checkpoint_state` in eval mode on ``device``.
+
+    The class comes from the config's ``model.architecture`` (checkpoints written before the
+    model zoo have none and are ``crnn-attention``).
 
     Raises:
         FileNotFoundError: no such file. KeyError: not a genre-crnn checkpoint.
@@ -38,7 +39,7 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tup
 
 
 @torch.inference_mode()
-def predict_waveform(model: CRNN, waveform: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
+def predict_waveform(model: GenreNet, waveform: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
     """Genre probabilities of a whole track.
 
     The track is resampled to the model's rate, turned into one log-mel spectrogram by the
@@ -46,7 +47,7 @@ def predict_waveform(model: CRNN, waveform: np.ndarray, sample_rate: int) -> tup
     of the segment probabilities.
 
     Args:
-        model: a :class:`CRNN` in eval mode.
+        model: a :class:`crnn.models.GenreNet` in eval mode.
         waveform: samples in [-1, 1], shape (time,) or (time, channels), at ``sample_rate`` Hz.
         sample_rate: rate of ``waveform`` (in Hz).
 
@@ -69,7 +70,7 @@ def predict_waveform(model: CRNN, waveform: np.ndarray, sample_rate: int) -> tup
     return segment_probs.mean(axis=0), segment_probs
 
 
-def predict_file(model: CRNN, path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+def predict_file(model: GenreNet, path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """:func:`predict_waveform` on a decoded file.
 
     Raises:

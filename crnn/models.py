@@ -1,4 +1,7 @@
-"""CRNN for genre classification: conv blocks over log-mels, bidirectional RNN, attention pooling.
+"""Genre networks: the shared base (front end, input normalisation) and the default CRNN.
+
+The default CRNN stacks conv blocks over log-mels, a bidirectional RNN and attention pooling.
+The other architectures of the model zoo live in :mod:`crnn.zoo`.
 
 Source: seed ``000`` (CNN + bidirectional LSTM + self-attention over log-mel spectrograms,
 ``../shared/seeds/000_*.txt``); the conv-block/batch-norm/max-pool front follows Choi et al.,
@@ -48,8 +51,70 @@ class AttentionPooling(nn.Module):
         return (weights * h).sum(dim=1)
 
 
-class CRNN(nn.Module):
-    """CNN + bidirectional GRU/LSTM + attention pooling over a log-mel spectrogram.
+def tile_frames(log_mel: Tensor, frames: int) -> Tensor:
+    """Repeat a short input along time until it spans ``frames`` frames (loop padding).
+
+    A 2.5 s excerpt given to a model built for 3 s (or 29.12 s) inputs is played again from its
+    start rather than padded with silence, which would be a loud, artificial level change in dB.
+
+    Args:
+        log_mel: shape (B, n_mels, t), in dB, with 1 <= t <= frames.
+        frames: required width.
+
+    Returns:
+        Shape (B, n_mels, frames).
+
+    Raises:
+        ValueError: the input is wider than ``frames``.
+    """
+    t = log_mel.shape[-1]
+    if t > frames:
+        raise ValueError(f"input of {t} frames is longer than the model's fixed input of {frames} frames")
+    if t == frames:
+        return log_mel
+    return log_mel.repeat(1, 1, -(-frames // t))[..., :frames]  # (B, n_mels, ceil(frames / t) * t) -> crop
+
+
+class GenreNet(nn.Module):
+    """Base of every zoo model: waveform -> log-mel front end -> input normalisation -> logits.
+
+    Subclasses build their layers in ``__init__`` and implement :meth:`head`. Models whose
+    layers need a fixed input width set ``fixed_input = True``; shorter inputs (a 2-3 s
+    excerpt, the end of a track) are then looped up to ``feature_cfg.segment_frames`` frames
+    by :func:`tile_frames`. The others accept any width of at least their total time pooling.
+
+    Shapes:
+        ``forward``: waveform (B, time) at ``feature_cfg.sample_rate`` Hz -> logits (B, n_classes).
+        ``classify``: log-mel (B, n_mels, frames) in dB -> logits (B, n_classes).
+    """
+
+    fixed_input = False
+
+    def __init__(self, feature_cfg: FeatureConfig, model_cfg: ModelConfig) -> None:
+        super().__init__()
+        self.feature_cfg, self.model_cfg = feature_cfg, model_cfg
+        self.frontend = LogMel(feature_cfg)
+        self.input_norm = nn.BatchNorm1d(feature_cfg.n_mels)  # per-band standardisation (Choi et al. 2017)
+
+    def head(self, log_mel: Tensor) -> Tensor:
+        """Logits (B, n_classes) from normalised log-mels (B, n_mels, frames)."""
+        raise NotImplementedError
+
+    def classify(self, log_mel: Tensor) -> Tensor:
+        """Logits (B, n_classes) from log-mel spectrograms (B, n_mels, frames) in dB."""
+        if self.fixed_input:
+            log_mel = tile_frames(log_mel, self.feature_cfg.segment_frames)
+        if self.model_cfg.level_norm:
+            log_mel = log_mel - log_mel.mean(dim=(1, 2), keepdim=True)  # remove each input's overall level
+        return self.head(self.input_norm(log_mel))
+
+    def forward(self, waveform: Tensor) -> Tensor:
+        """Logits (B, n_classes) from waveforms (B, time) in [-1, 1] at the config's sample rate."""
+        return self.classify(self.frontend(waveform))
+
+
+class CRNN(GenreNet):
+    """``crnn-attention``: CNN + bidirectional GRU/LSTM + attention pooling over a log-mel spectrogram.
 
     Source: seed ``000`` design (CNN feature extractor, bidirectional LSTM, self-attention,
     linear classifier over 10 genres). The log-mel front end lives inside the model, so a saved
@@ -59,6 +124,7 @@ class CRNN(nn.Module):
         ``forward``: waveform (B, time) at ``feature_cfg.sample_rate`` Hz -> logits (B, n_classes).
         ``classify``: log-mel (B, n_mels, frames) in dB -> logits (B, n_classes), for any
         frames >= the product of ``time_pool`` (shorter clips work: pooling is over time).
+        Default config: (B, 96, 129) -> (B, 10), 263 339 parameters.
 
     Raises:
         ValueError: ``n_mels`` is not divisible by the product of ``freq_pool``, or the
@@ -66,12 +132,9 @@ class CRNN(nn.Module):
     """
 
     def __init__(self, feature_cfg: FeatureConfig, model_cfg: ModelConfig) -> None:
-        super().__init__()
         check_shape_contract(feature_cfg, model_cfg)
+        super().__init__(feature_cfg, model_cfg)
         freq_div = math.prod(model_cfg.freq_pool)
-        self.feature_cfg, self.model_cfg = feature_cfg, model_cfg
-        self.frontend = LogMel(feature_cfg)
-        self.input_norm = nn.BatchNorm1d(feature_cfg.n_mels)
         chans = (1, *model_cfg.channels)
         self.convs = nn.Sequential(
             *[
@@ -91,19 +154,12 @@ class CRNN(nn.Module):
         self.dropout = nn.Dropout(model_cfg.dropout)
         self.classifier = nn.Linear(2 * model_cfg.rnn_hidden, model_cfg.n_classes)
 
-    def classify(self, log_mel: Tensor) -> Tensor:
-        """Logits (B, n_classes) from log-mel spectrograms (B, n_mels, frames) in dB."""
-        if self.model_cfg.level_norm:
-            log_mel = log_mel - log_mel.mean(dim=(1, 2), keepdim=True)  # remove each input's overall level
-        x = self.input_norm(log_mel).unsqueeze(1)  # (B, 1, n_mels, frames)
-        x = self.convs(x)  # (B, C, n_mels / freq_div, frames / time_div)
+    def head(self, log_mel: Tensor) -> Tensor:
+        """Logits (B, n_classes) from normalised log-mels (B, n_mels, frames)."""
+        x = self.convs(log_mel.unsqueeze(1))  # (B, 1, n_mels, frames) -> (B, C, n_mels / freq_div, frames / time_div)
         x = x.flatten(1, 2).transpose(1, 2)  # (B, steps, C * mels')
         h, _ = self.rnn(x)  # (B, steps, 2 * hidden)
         return self.classifier(self.dropout(self.pool(h)))
-
-    def forward(self, waveform: Tensor) -> Tensor:
-        """Logits (B, n_classes) from waveforms (B, time) in [-1, 1] at the config's sample rate."""
-        return self.classify(self.frontend(waveform))
 
 
 def count_parameters(model: nn.Module) -> int:

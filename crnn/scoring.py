@@ -16,7 +16,7 @@ from crnn.audio import load_audio
 from crnn.config import FeatureConfig
 from crnn.features import segment_starts
 from crnn.inference import predict_waveform
-from crnn.models import CRNN
+from crnn.models import GenreNet
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -134,7 +134,7 @@ def summarize(
     )
 
 
-def decode_for(model: CRNN, path: str | Path, max_duration_s: float | None) -> tuple[np.ndarray, bool]:
+def decode_for(model: GenreNet, path: str | Path, max_duration_s: float | None) -> tuple[np.ndarray, bool]:
     """Decode ``path`` for ``model``: mono at the model's rate, cut at ``max_duration_s``.
 
     Returns:
@@ -153,11 +153,11 @@ def decode_for(model: CRNN, path: str | Path, max_duration_s: float | None) -> t
     return waveform, False
 
 
-def score_waveform(model: CRNN, waveform: np.ndarray, truncated: bool = False, **options) -> TrackPrediction:
+def score_waveform(model: GenreNet, waveform: np.ndarray, truncated: bool = False, **options) -> TrackPrediction:
     """Predict one decoded track (see :func:`decode_for`) and summarise it.
 
     Args:
-        model: a :class:`CRNN` in eval mode.
+        model: a :class:`crnn.models.GenreNet` in eval mode.
         waveform: samples in [-1, 1], shape (time,), at ``model.feature_cfg.sample_rate`` Hz.
         truncated: passed through to the result.
         **options: ``top_k``, ``uncertain_below``, ``timeline`` of :func:`summarize`.

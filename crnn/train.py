@@ -183,7 +183,7 @@ def fit(
     checkpoint_path: str | Path | None = None,
     on_epoch_end: EpochCallback | None = None,
 ) -> FitResult:
-    """Train ``model`` (a :class:`crnn.models.CRNN`) with Adam and early stopping on ``val/loss``.
+    """Train ``model`` (a :class:`crnn.models.GenreNet`) with Adam and early stopping on ``val/loss``.
 
     The best weights (lowest validation loss) are loaded back into ``model`` at the end and, if
     ``checkpoint_path`` is given, saved there atomically whenever they improve.

@@ -1,4 +1,4 @@
-"""``train-flow``: download -> split -> log-mel features -> CRNN training -> test evaluation -> registration."""
+"""``train-flow``: download -> split -> log-mel features -> training (any zoo architecture) -> test evaluation -> registration."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 from prefect import flow, unmapped
 
-from crnn.config import FeatureConfig, ModelConfig, PipelineConfig, SplitConfig, TrainConfig
+from crnn.config import ModelConfig, PipelineConfig, SplitConfig, TrainConfig
 from flows.runners import task_runner
 from infra.registry import MODEL_NAME
 from infra.sources import GTZAN_URL
@@ -19,7 +19,7 @@ from tasks.split import split_tracks
 from tasks.tracking import end_mlflow_run, start_mlflow_run
 from tasks.train import train_crnn
 
-_F, _M, _T, _S = FeatureConfig(), ModelConfig(), TrainConfig(), SplitConfig()
+_M, _T, _S = ModelConfig(), TrainConfig(), SplitConfig()
 FEATURE_THREADS = 2
 """compute-log-mels tasks that run at once in the flow's process (without Dask)."""
 RUN_OPTIONS = frozenset({"source", "work_dir", "device", "feature_backend", "experiment", "model_name"})
@@ -33,12 +33,13 @@ def train_flow(
     split: str = _S.method,
     val_fraction: float = _S.val_fraction,
     test_fraction: float = _S.test_fraction,
-    sample_rate: int = _F.sample_rate,
-    n_fft: int = _F.n_fft,
-    hop_length: int = _F.hop_length,
-    n_mels: int = _F.n_mels,
-    segment_s: float = _F.segment_s,
-    overlap_s: float = _F.overlap_s,
+    architecture: str = _M.architecture,
+    sample_rate: int | None = None,
+    n_fft: int | None = None,
+    hop_length: int | None = None,
+    n_mels: int | None = None,
+    segment_s: float | None = None,
+    overlap_s: float | None = None,
     rnn_type: str = _M.rnn_type,
     epochs: int = _T.epochs,
     batch_size: int = _T.batch_size,
@@ -52,7 +53,11 @@ def train_flow(
     experiment: str = DEFAULT_EXPERIMENT,
     model_name: str = MODEL_NAME,
 ) -> dict:
-    """Train, evaluate and register a CRNN; return the run id, test metrics and the registry decision."""
+    """Train, evaluate and register one zoo architecture; return the run id, test metrics and the registry decision.
+
+    Feature parameters left at ``None`` take the architecture's seed preprocessing
+    (``crnn.config.ARCHITECTURE_FEATURES``).
+    """
     options = {k: v for k, v in locals().items() if k not in RUN_OPTIONS}
     cfg = PipelineConfig.from_options(**options)  # every other parameter is a config field
     work = Path(work_dir)

@@ -17,7 +17,7 @@ from mlflow.pyfunc import PythonModel
 
 
 class GenreModel(PythonModel):
-    """Whole-track genre classifier over a :class:`crnn.models.CRNN` checkpoint."""
+    """Whole-track genre classifier over a :class:`crnn.models.GenreNet` checkpoint."""
 
     def load_context(self, context) -> None:
         """Load the checkpoint artifact ``checkpoint`` on CUDA when available, else CPU."""

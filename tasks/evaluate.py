@@ -9,7 +9,7 @@ import pandas as pd
 from prefect import task
 
 from crnn import GENRES
-from crnn.evaluate import evaluate_tracks
+from crnn.evaluate import TrackEvaluation, evaluate_tracks
 from crnn.inference import load_checkpoint
 from crnn.train import resolve_device
 from infra import plots, tracking
@@ -38,11 +38,13 @@ def evaluate_test(
     tracking.configure_tracking()
     model, cfg = load_checkpoint(checkpoint, resolve_device(device))
     mels, labels, ids = load_split_features(split_table, cache_root, cfg.features, "test")
-    result = evaluate_tracks(model, mels, labels, cfg.features)
-    if len(result.scored) < len(mels):
-        task_logger().warning(
-            "skipped %d test tracks shorter than %s s", len(mels) - len(result.scored), cfg.features.min_segment_s
-        )
+    return log_evaluation(evaluate_tracks(model, mels, labels, cfg.features), ids, labels, run_id, out_dir)
+
+
+def log_evaluation(result: TrackEvaluation, ids: list[str], labels: list[int], run_id: str, out_dir: str) -> dict:
+    """Log ``test/*`` metrics (track and segment accuracy, macro-F1, per-genre precision/recall), the confusion matrix and reports."""
+    if len(result.scored) < len(ids):
+        task_logger().warning("skipped %d test tracks shorter than min_segment_s", len(ids) - len(result.scored))
     track, segment = result.track, result.segment
     ids, labels = [ids[i] for i in result.scored], [labels[i] for i in result.scored]
     track_pred = result.predictions

@@ -18,7 +18,7 @@ from prefect.runtime import flow_run
 from crnn import GENRES
 from crnn.audio import AudioDecodeError, file_sha256
 from crnn.inference import load_checkpoint
-from crnn.models import CRNN
+from crnn.models import GenreNet
 from crnn.scoring import TooShortError, TrackPrediction, decode_for, prefetch, score_waveform
 from crnn.train import resolve_device
 from infra import registry, results, tags, tracking
@@ -81,11 +81,11 @@ _load_lock = threading.Lock()
 
 
 @functools.lru_cache(maxsize=2)
-def _load(checkpoint: str, device: str) -> CRNN:
+def _load(checkpoint: str, device: str) -> GenreNet:
     return load_checkpoint(checkpoint, resolve_device(device))[0]
 
 
-def loaded_model(checkpoint: str, device: str) -> CRNN:
+def loaded_model(checkpoint: str, device: str) -> GenreNet:
     """The checkpoint's model in eval mode, loaded once per worker process and device (threads wait for it)."""
     with _load_lock:
         return _load(checkpoint, device)
@@ -106,7 +106,9 @@ class Prepared:
     truncated: bool = False
 
 
-def _prepare(file: LibraryFile, hints: dict, model: CRNN, cache_dir: Path, max_duration_s: float | None) -> Prepared:
+def _prepare(
+    file: LibraryFile, hints: dict, model: GenreNet, cache_dir: Path, max_duration_s: float | None
+) -> Prepared:
     """Hash and decode one file; :class:`Prepared`. I/O errors propagate (nothing is recorded: retried next run)."""
     if file.is_s3 and file.etag and file.etag == hints.get("known_etag"):
         return Prepared("unchanged", hints.get("known_sha256"))
@@ -143,7 +145,7 @@ def prediction_row(p: TrackPrediction) -> dict:
     }
 
 
-def _score_one(net: CRNN, prepared: Prepared, options: dict) -> dict:
+def _score_one(net: GenreNet, prepared: Prepared, options: dict) -> dict:
     """The row to record for a decoded file: its prediction, or a failure when it is too short."""
     try:
         return prediction_row(score_waveform(net, prepared.waveform, prepared.truncated, **options))

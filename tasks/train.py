@@ -1,4 +1,4 @@
-"""CRNN training with per-epoch MLflow metrics."""
+"""Training of any zoo architecture with per-epoch MLflow metrics."""
 
 from __future__ import annotations
 
@@ -77,4 +77,4 @@ def train_crnn(
         {"best/val_loss": result.best_metrics["val/loss"], "best/val_accuracy": result.best_metrics["val/accuracy"]},
     )
     logger.info("training done in %.1f s; best epoch %d", seconds, result.best_epoch)
-    return {"checkpoint": str(checkpoint), **summary}
+    return {"checkpoint": str(checkpoint), "parameters": count_parameters(model), **summary}

@@ -1,0 +1,119 @@
+"""Tests for the model zoo: every architecture from its default config, shapes, parameter counts, checkpoints."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from crnn.config import ARCHITECTURE_FEATURES, ARCHITECTURES, FeatureConfig, PipelineConfig, protocol_config
+from crnn.inference import checkpoint_state, load_checkpoint
+from crnn.models import CRNN, tile_frames
+from crnn.train import save_checkpoint
+from crnn.zoo import CNNLSTM, MODELS, ChoiCRNN, ParallelCNNBiLSTM, build_model
+
+EXPECTED = {
+    # architecture: (class, input (n_mels, frames), parameters)
+    "crnn-attention": (CRNN, (96, 129), 263_339),
+    "choi-crnn": (ChoiCRNN, (96, 1365), 146_154),
+    "cnn-lstm": (CNNLSTM, (64, 173), 1_605_568),
+    "parallel-cnn-bilstm": (ParallelCNNBiLSTM, (128, 129), 1_808_506),
+}
+
+
+def test_every_architecture_has_a_class_and_preprocessing() -> None:
+    assert set(MODELS) == set(ARCHITECTURES) == set(ARCHITECTURE_FEATURES) == set(EXPECTED)
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_default_config_builds_with_the_documented_shapes_and_parameter_count(architecture: str) -> None:
+    cls, (n_mels, frames), n_params = EXPECTED[architecture]
+    torch.manual_seed(0)
+    model = build_model(PipelineConfig.from_options(architecture=architecture)).eval()
+    assert type(model) is cls
+    assert (model.feature_cfg.n_mels, model.feature_cfg.segment_frames) == (n_mels, frames)
+    assert sum(p.numel() for p in model.parameters()) == n_params
+    assert f"{n_params:,}".replace(",", " ") in cls.__doc__ or architecture == "crnn-attention"
+    with torch.inference_mode():
+        logits = model.classify(torch.randn(2, n_mels, frames))
+        short = model.classify(torch.randn(2, n_mels, frames // 3))  # a 1-s excerpt of a longer input
+    assert logits.shape == short.shape == (2, 10)
+    assert torch.isfinite(logits).all() and torch.isfinite(short).all()
+
+
+def test_seed_preprocessing_is_applied_and_explicit_options_win() -> None:
+    choi = PipelineConfig.from_options(architecture="choi-crnn").features
+    assert (choi.sample_rate, choi.n_fft, choi.hop_length, choi.n_mels, choi.segment_s) == (12000, 512, 256, 96, 29.12)
+    seed4 = PipelineConfig.from_options(architecture="parallel-cnn-bilstm").features
+    assert seed4.overlap_s == seed4.segment_s / 2 == 1.5  # 3 s clips, 50% overlap
+    assert PipelineConfig.from_options(architecture="cnn-lstm", n_mels=None).features.n_mels == 64
+    assert PipelineConfig.from_options(architecture="cnn-lstm", n_mels=48).features.n_mels == 48
+    assert PipelineConfig.from_options().features == FeatureConfig()
+
+
+def test_unknown_architecture_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="architecture must be one of .*got 'resnet'"):
+        PipelineConfig.from_options(architecture="resnet")
+    with pytest.raises(ValueError, match="model must be one of"):
+        protocol_config("resnet")
+    assert protocol_config("mfcc-logreg").features == FeatureConfig()
+
+
+@pytest.mark.parametrize(
+    ("architecture", "change", "message"),
+    [
+        ("choi-crnn", {"n_mels": 64}, "n_mels must be 96"),
+        ("cnn-lstm", {"n_mels": 12}, "at least 16 x 16"),
+        ("parallel-cnn-bilstm", {"segment_s": 0.3, "overlap_s": 0.1, "min_segment_s": 0.2}, "at least 16 x 16"),
+    ],
+)
+def test_inputs_that_do_not_fit_an_architecture_raise(architecture: str, change: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        build_model(PipelineConfig.from_options(architecture=architecture, **change))
+
+
+def test_tile_frames_loops_the_input_and_rejects_longer_ones() -> None:
+    x = torch.arange(3.0).reshape(1, 1, 3)
+    assert tile_frames(x, 7).tolist() == [[[0.0, 1.0, 2.0, 0.0, 1.0, 2.0, 0.0]]]
+    assert tile_frames(x, 3) is x
+    with pytest.raises(ValueError, match="4 frames is longer than the model's fixed input of 3"):
+        tile_frames(torch.zeros(1, 1, 4), 3)
+
+
+def test_fixed_input_model_scores_a_short_clip_as_its_looped_version() -> None:
+    torch.manual_seed(0)
+    model = build_model(PipelineConfig.from_options(architecture="parallel-cnn-bilstm")).eval()
+    clip = torch.randn(1, 128, 50)
+    with torch.inference_mode():
+        assert torch.allclose(model.classify(clip), model.classify(tile_frames(clip, 129)), atol=1e-5)
+
+
+@pytest.mark.parametrize("architecture", ["cnn-lstm", "parallel-cnn-bilstm"])
+def test_checkpoint_round_trip_rebuilds_the_architecture(tmp_path, architecture: str) -> None:
+    torch.manual_seed(0)
+    cfg = PipelineConfig.from_options(architecture=architecture)
+    model = build_model(cfg).eval()
+    save_checkpoint(checkpoint_state(model, cfg), tmp_path / "best.pt")
+    loaded, loaded_cfg = load_checkpoint(tmp_path / "best.pt")
+    assert type(loaded) is type(model) and loaded_cfg == cfg
+    wave = 0.1 * torch.randn(1, cfg.features.sample_rate * 2)
+    with torch.inference_mode():
+        assert torch.equal(loaded(wave), model(wave))
+
+
+def test_checkpoint_without_architecture_loads_as_the_default_crnn(tmp_path) -> None:
+    cfg = PipelineConfig()
+    state = checkpoint_state(build_model(cfg), cfg)
+    del state["config"]["model"]["architecture"]  # written before the model zoo existed
+    save_checkpoint(state, tmp_path / "old.pt")
+    model, loaded_cfg = load_checkpoint(tmp_path / "old.pt")
+    assert isinstance(model, CRNN) and loaded_cfg.model.architecture == "crnn-attention"
+
+
+def test_architecture_is_a_flattened_param() -> None:
+    from crnn.config import flatten
+
+    flat = flatten(PipelineConfig.from_options(architecture="choi-crnn").to_dict())
+    assert flat["model.architecture"] == "choi-crnn" and flat["features.sample_rate"] == 12000
+    assert dataclasses.fields(PipelineConfig().model)[0].name == "architecture"
