@@ -16,6 +16,7 @@ Each evaluation is a track-level assignment ``{track_id: "train" | "val" | "test
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -48,12 +49,15 @@ def _train_val(ids: Sequence[str], genres: Sequence[str], val_fraction: float, s
 
 
 def _check(track_ids: Sequence[str], genres: Sequence[str], k: int) -> None:
+    """Raise ValueError unless every genre can fill train, val and (``k`` > 0) each of ``k`` test folds."""
     if len(track_ids) != len(genres) or len(set(track_ids)) != len(track_ids):
         raise ValueError(f"need one genre per distinct track id, got {len(track_ids)} ids and {len(genres)} genres")
-    smallest = min(np.unique(list(genres), return_counts=True)[1], default=0)
-    if smallest < k + 1:
+    smallest = int(min(np.unique(list(genres), return_counts=True)[1], default=0))
+    held_out = math.ceil(smallest / k) if k else 0  # a genre's tracks in one test fold
+    if smallest < max(k, 2) or smallest - held_out < 2:
         raise ValueError(
-            f"k={k} folds plus a validation track need >= {k + 1} tracks per genre; the smallest has {smallest}"
+            f"{f'k={k} folds need >= {k} tracks per genre and ' if k else 'need '}>= 2 per genre outside "
+            f"the test (train + val); the smallest genre has {smallest}"
         )
 
 
@@ -63,7 +67,7 @@ def cross_artist(track_ids: Sequence[str], genres: Sequence[str], *, val_fractio
     Raises:
         ValueError: ids and genres differ in length, repeat, or a genre has fewer than 2 tracks.
     """
-    _check(track_ids, genres, 1)
+    _check(track_ids, genres, 0)
     return Evaluation(CROSS_ARTIST, _train_val(track_ids, genres, val_fraction, seed))
 
 

@@ -31,6 +31,15 @@ def gtzan_mini() -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def gtzan_excerpts() -> Path:
+    """The 100 real 2-3 s cross-artist GTZAN excerpts of ../shared (read-only), by genre folder."""
+    path = SHARED / "data" / "gtzan_excerpts"
+    if not (path / "blues").is_dir():
+        pytest.skip(f"real data not found at {path} (set GENRE_CRNN_SHARED)")
+    return path
+
+
 @pytest.fixture
 def write_tone(tmp_path: Path):
     """Write a seeded tone + noise WAV: ``write_tone(name, freq_hz, seconds, sample_rate)`` -> path."""

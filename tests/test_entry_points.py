@@ -27,7 +27,7 @@ def mlproject_parameters(entry_point: str) -> dict[str, dict]:
     return spec["entry_points"][entry_point]["parameters"]
 
 
-ENTRY_POINTS = {"main": "train", "score": "score"}
+ENTRY_POINTS = {"main": "train", "score": "score", "protocol": "protocol"}
 """MLproject entry point -> CLI command it runs."""
 
 
@@ -45,6 +45,8 @@ def test_every_mlproject_parameter_is_a_cli_option_with_the_same_default(entry_p
             assert str(spec["default"]) == ("auto" if options[name] is None else str(options[name])), name
     if entry_point == "main":  # training: every option but the runner choice is reachable through mlflow run
         assert set(options) - set(params) == {"dask"}
+    elif entry_point == "protocol":
+        assert set(options) == set(params)
     else:  # scoring: all but the on/off flags, which MLproject cannot pass
         assert set(options) - set(params) == {"timeline", "retry_failed", "rescore", "parquet", "dask"}
 
@@ -64,6 +66,16 @@ def test_batch_score_flow_parameters_match_the_cli() -> None:
     for name, default in flow_params.items():
         if default is not inspect.Parameter.empty:
             assert str(default) == str(options[name]), name
+
+
+def test_protocol_flow_parameters_match_the_cli() -> None:
+    from flows.protocol_flow import protocol_flow
+
+    flow_params = {k: v.default for k, v in inspect.signature(protocol_flow.fn).parameters.items()}
+    options = cli_options("protocol")
+    assert set(flow_params) == set(options)
+    for name, default in flow_params.items():
+        assert str(default) == str(options[name]), name
 
 
 def test_train_flow_parameters_match_the_cli() -> None:

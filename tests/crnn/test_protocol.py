@@ -49,13 +49,20 @@ def test_cross_artist_trains_on_everything_but_a_stratified_val_share() -> None:
     ("kwargs", "message"),
     [
         ({"k": 1}, "k >= 2"),
-        ({"k": 10}, "need >= 11 tracks per genre; the smallest has 10"),
+        ({"k": 11}, "k=11 folds need >= 11 tracks per genre .* the smallest genre has 10"),
         ({"k": 3, "val_fraction": 1.0}, "val_fraction"),
     ],
 )
 def test_kfold_rejects_bad_settings(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         protocol.kfold(IDS, GENRES, **{"val_fraction": 0.2, "seed": 0, **kwargs})
+
+
+def test_too_few_tracks_for_train_and_val_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="k=2 folds .* the smallest genre has 3"):
+        protocol.kfold(IDS[:3] + IDS[10:13], GENRES[:3] + GENRES[10:13], k=2, val_fraction=0.2, seed=0)
+    with pytest.raises(ValueError, match="need >= 2 per genre outside the test"):
+        protocol.cross_artist(["a.00001", "b.00001"], ["a", "b"], val_fraction=0.2, seed=0)
 
 
 def test_summarize_names_and_statistics() -> None:
