@@ -64,6 +64,10 @@ OverlapS = Annotated[
     float | None, _arch_option("Overlap between consecutive segments in seconds.", _float_or_auto, "SECONDS|auto")
 ]
 
+MixupAlpha = Annotated[
+    float, typer.Option(help="Mixup: blend each batch with a shuffled copy by a Beta(alpha, alpha) weight (0: off).")
+]
+
 
 def _fetch_with_progress(source: str, work_dir: Path) -> Path:
     """Download/extract ``source`` with a progress bar (a no-op for folders and cached archives)."""
@@ -132,6 +136,7 @@ def train(
     time_mask: Annotated[
         int, typer.Option(help="SpecAugment: widest time mask in log-mel frames (0: off).")
     ] = _T.time_mask,
+    mixup_alpha: MixupAlpha = _T.mixup_alpha,
     seed: Annotated[int, typer.Option(help="Random seed (split, initialisation, batches).")] = _T.seed,
     device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda or cuda:N.")] = "auto",
     feature_backend: Annotated[
@@ -220,6 +225,7 @@ def protocol(
     patience: Annotated[int, typer.Option(help="Epochs without a better val/loss before stopping.")] = _T.patience,
     freq_mask: Annotated[int, typer.Option(help="SpecAugment: widest frequency mask in mel bands.")] = _T.freq_mask,
     time_mask: Annotated[int, typer.Option(help="SpecAugment: widest time mask in frames.")] = _T.time_mask,
+    mixup_alpha: MixupAlpha = _T.mixup_alpha,
     seed: Annotated[int, typer.Option(help="Random seed (folds, initialisation, batches).")] = _T.seed,
     device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda or cuda:N.")] = "auto",
     feature_backend: Annotated[str, typer.Option(help="Log-mel path: auto, torch or librosa.")] = "auto",

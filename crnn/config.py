@@ -199,6 +199,8 @@ class TrainConfig:
         num_workers: DataLoader worker processes.
         freq_mask: SpecAugment: widest frequency mask in mel bands (0: off).
         time_mask: SpecAugment: widest time mask in frames (0: off).
+        mixup_alpha: mixup (Zhang et al. 2018): each batch is blended with a shuffled copy of
+            itself, inputs and targets, by a weight drawn from Beta(alpha, alpha) (0: off).
     """
 
     epochs: int = 30
@@ -210,6 +212,7 @@ class TrainConfig:
     num_workers: int = 0
     freq_mask: int = 16
     time_mask: int = 24
+    mixup_alpha: float = 0.0
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
@@ -222,6 +225,7 @@ class TrainConfig:
             self.freq_mask >= 0 and self.time_mask >= 0,
             f"freq_mask and time_mask must be >= 0, got {self.freq_mask}, {self.time_mask}",
         )
+        _check(self.mixup_alpha >= 0, f"mixup_alpha must be >= 0, got {self.mixup_alpha}")
 
 
 @dataclass(frozen=True)

@@ -140,6 +140,7 @@ def _run_epoch(
     optimizer: torch.optim.Optimizer | None,
     augment: nn.Module | None = None,
     scaler: torch.amp.GradScaler | None = None,
+    mixup_alpha: float = 0.0,
 ) -> dict[str, float]:
     model.train(optimizer is not None)
     scaler = scaler or torch.amp.GradScaler(device.type, enabled=False)
@@ -149,9 +150,16 @@ def _run_epoch(
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             if augment is not None:
                 x = apply_masks(augment, x)
+            lam, perm = 1.0, None
+            if optimizer is not None and mixup_alpha > 0:
+                lam = float(torch.distributions.Beta(mixup_alpha, mixup_alpha).sample())
+                perm = torch.randperm(len(y), device=device)
+                x = lam * x + (1 - lam) * x[perm]  # (B, n_mels, frames) blended with a shuffled copy
             with _autocast(device):
                 logits = model.classify(x)
                 loss = nn.functional.cross_entropy(logits.float(), y)
+                if perm is not None:
+                    loss = lam * loss + (1 - lam) * nn.functional.cross_entropy(logits.float(), y[perm])
             if optimizer is not None:
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()  # loss scaling is active only for float16
@@ -219,7 +227,7 @@ def fit(
     scaler = torch.amp.GradScaler(device.type, enabled=_amp_dtype(device) == torch.float16)
     result, best_state, best_loss = FitResult(0, {}), None, float("inf")
     for epoch in range(1, cfg.epochs + 1):
-        train_m = _run_epoch(model, train_loader, device, optimizer, augment, scaler)
+        train_m = _run_epoch(model, train_loader, device, optimizer, augment, scaler, cfg.mixup_alpha)
         val_m = _run_epoch(model, val_loader, device, None)
         metrics = {f"train/{k}": v for k, v in train_m.items()} | {f"val/{k}": v for k, v in val_m.items()}
         result.history.append(metrics)

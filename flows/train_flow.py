@@ -47,6 +47,7 @@ def train_flow(
     patience: int = _T.patience,
     freq_mask: int = _T.freq_mask,
     time_mask: int = _T.time_mask,
+    mixup_alpha: float = _T.mixup_alpha,
     seed: int = _T.seed,
     device: str = "auto",
     feature_backend: str = "auto",
