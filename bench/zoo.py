@@ -21,12 +21,13 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from crnn.config import BASELINE, TrainConfig
 from flows.protocol_flow import CROSS_ARTIST_SOURCE, PROTOCOL_MODELS, TRAIN_SOURCE, protocol_flow
 
 COLUMNS = [
     "model", "parameters", "cross_artist_accuracy", "cross_artist_macro_f1", "kfold_track_accuracy_mean",
     "kfold_track_accuracy_std", "kfold_macro_f1_mean", "kfold_macro_f1_std", "train_seconds", "tracks_per_s",
-    "folds", "epochs", "device", "hardware", "run_id",
+    "folds", "epochs", "mixup_alpha", "device", "hardware", "run_id",
 ]  # fmt: skip
 
 
@@ -50,7 +51,8 @@ def run_model(model: str, args: argparse.Namespace) -> dict:
     """One protocol-flow run; its summary as a table row."""
     s = protocol_flow(
         source=args.source, cross_artist=args.cross_artist, work_dir=args.work_dir, model=model,
-        folds=args.folds, epochs=args.epochs, device=args.device, experiment=args.experiment,
+        folds=args.folds, epochs=args.epochs, mixup_alpha=args.mixup_alpha, device=args.device,
+        experiment=args.experiment,
     )  # fmt: skip
     return {
         "model": model,
@@ -65,6 +67,7 @@ def run_model(model: str, args: argparse.Namespace) -> dict:
         "tracks_per_s": s["speed/tracks_per_s"],
         "folds": args.folds,
         "epochs": args.epochs,
+        "mixup_alpha": args.mixup_alpha,
         "device": args.device,
         "hardware": hardware(args.device),
         "run_id": s["run_id"],
@@ -84,7 +87,8 @@ def markdown(table: pd.DataFrame, args: argparse.Namespace) -> str:
     lines = [
         "# Model zoo benchmark",
         "",
-        f"Written by `python -m bench.zoo --folds {args.folds} --epochs {args.epochs} --device {args.device}`.",
+        f"Last written by `python -m bench.zoo --folds {args.folds} --epochs {args.epochs} --device {args.device} "
+        f"--mixup-alpha {args.mixup_alpha}`; every row's settings are in `results.csv`.",
         "",
         f"- **Data:** trained on `{args.source}`; cross-artist test on `{args.cross_artist}` "
         "(2-3 s excerpts of GTZAN tracks 00031-00040, mostly other artists; each excerpt is one input, "
@@ -94,18 +98,20 @@ def markdown(table: pd.DataFrame, args: argparse.Namespace) -> str:
         "at track level inside the training collection (segments never cross folds), seeded, mean ± sample std. "
         "**The k-fold figure is artist-confounded** (GTZAN is ordered by artist, folds share artists); "
         "choose models by the cross-artist figure.",
-        f"- **Training:** at most {args.epochs} epochs, early stopping on validation loss, Adam, seed 42; "
+        f"- **Training:** at most {args.epochs} epochs, early stopping on validation loss, Adam, seed 42, "
+        "SpecAugment, mixup as in the table; "
         "each architecture uses its seed's preprocessing. Training time is the cross-artist training run; "
         "speed is whole 30 s tracks decoded and scored one by one.",
         f"- **Hardware:** {table['hardware'].iloc[0] if len(table) else hardware(args.device)}; device `{args.device}`.",
         "",
-        "| model | parameters | cross-artist accuracy | cross-artist macro-F1 | k-fold track accuracy (artist-confounded) "
-        "| k-fold macro-F1 | training time (s) | scoring (tracks/s) |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| model | parameters | mixup | cross-artist accuracy | cross-artist macro-F1 "
+        "| k-fold track accuracy (artist-confounded) | k-fold macro-F1 | training time (s) | scoring (tracks/s) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in table.itertuples():
         lines.append(
-            f"| {r.model} | {r.parameters:,} | {r.cross_artist_accuracy:.3f} | {r.cross_artist_macro_f1:.3f} "
+            f"| {r.model} | {r.parameters:,} | {'–' if r.model == BASELINE else r.mixup_alpha} "
+            f"| {r.cross_artist_accuracy:.3f} | {r.cross_artist_macro_f1:.3f} "
             f"| {r.kfold_track_accuracy_mean:.3f} ± {r.kfold_track_accuracy_std:.3f} "
             f"| {r.kfold_macro_f1_mean:.3f} ± {r.kfold_macro_f1_std:.3f} | {r.train_seconds:.0f} | {r.tracks_per_s:.1f} |"
         )
@@ -120,6 +126,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--models", default=",".join(PROTOCOL_MODELS), help="comma-separated models to run")
     parser.add_argument("--folds", type=int, default=5, help="k of the stratified k-fold")
     parser.add_argument("--epochs", type=int, default=30, help="maximum epochs per training (early stopping)")
+    parser.add_argument("--mixup-alpha", type=float, default=TrainConfig.mixup_alpha, help="mixup (0: off)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     parser.add_argument("--work-dir", default="work", help="downloads, log-mel cache, checkpoints")
     parser.add_argument("--experiment", default="genre-crnn-zoo", help="MLflow experiment")
@@ -128,9 +135,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     csv = args.out / "results.csv"
     table = pd.read_csv(csv) if csv.exists() else pd.DataFrame(columns=COLUMNS)
+    if "mixup_alpha" not in table:  # rows written before the option existed ran without mixup
+        table.insert(COLUMNS.index("mixup_alpha"), "mixup_alpha", 0.0)
     for model in args.models.split(","):
         same = (table["model"] == model) & (table["folds"] == args.folds) & (table["epochs"] == args.epochs)
-        same &= table["device"] == args.device
+        same &= (table["device"] == args.device) & (table["mixup_alpha"] == args.mixup_alpha)
         if same.any() and not args.rerun:
             print(f"{model}: already in {csv}, skipped (--rerun runs it again)")
             continue

@@ -200,7 +200,8 @@ class TrainConfig:
         freq_mask: SpecAugment: widest frequency mask in mel bands (0: off).
         time_mask: SpecAugment: widest time mask in frames (0: off).
         mixup_alpha: mixup (Zhang et al. 2018): each batch is blended with a shuffled copy of
-            itself, inputs and targets, by a weight drawn from Beta(alpha, alpha) (0: off).
+            itself, inputs and targets, by a weight drawn from Beta(alpha, alpha) (0: off). The
+            default 0.4 raised crnn-attention's cross-artist accuracy from 0.39 to 0.47 (README).
     """
 
     epochs: int = 30
@@ -212,7 +213,7 @@ class TrainConfig:
     num_workers: int = 0
     freq_mask: int = 16
     time_mask: int = 24
-    mixup_alpha: float = 0.0
+    mixup_alpha: float = 0.4
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")

@@ -105,7 +105,7 @@ NON_DEFAULTS = {
     "patience": 2,
     "freq_mask": 0,
     "time_mask": 5,
-    "mixup_alpha": 0.2,
+    "mixup_alpha": 0.0,
     "seed": 11,
 }
 
