@@ -77,7 +77,7 @@ def test_train_registers_through_the_server_with_artifacts_in_s3_and_scoring_loa
     st = stack
     _cli(st, "train", sys.executable, "typer_cli.py", "train", "--source", str(st["data"] / "slice"),
          "--work-dir", str(st["data"] / "work"), "--epochs", "1")  # fmt: skip
-    client = MlflowClient(st["env"]["MLFLOW_TRACKING_URI"])
+    client = MlflowClient(st["env"]["MLFLOW_TRACKING_URI"], registry_uri=st["env"]["MLFLOW_TRACKING_URI"])
     champion = client.get_model_version_by_alias("genre-crnn", "champion")
     assert str(champion.version) == "1"
 
@@ -100,7 +100,12 @@ def test_train_registers_through_the_server_with_artifacts_in_s3_and_scoring_loa
 
 def test_deployment_runs_on_the_postgres_backed_prefect_server(stack) -> None:
     st = stack
-    if MlflowClient(st["env"]["MLFLOW_TRACKING_URI"]).search_registered_models() == []:
+    if (
+        MlflowClient(
+            st["env"]["MLFLOW_TRACKING_URI"], registry_uri=st["env"]["MLFLOW_TRACKING_URI"]
+        ).search_registered_models()
+        == []
+    ):
         pytest.skip("needs the champion of the first test")
     out = st["data"] / "deployed"
     _cli(st, "deploy", sys.executable, "typer_cli.py", "deploy", "--library", str(st["data"] / "music"),
@@ -113,7 +118,12 @@ def test_deployment_runs_on_the_postgres_backed_prefect_server(stack) -> None:
 
 def test_dask_runner_gives_the_default_runners_results(stack) -> None:
     st = stack
-    if MlflowClient(st["env"]["MLFLOW_TRACKING_URI"]).search_registered_models() == []:
+    if (
+        MlflowClient(
+            st["env"]["MLFLOW_TRACKING_URI"], registry_uri=st["env"]["MLFLOW_TRACKING_URI"]
+        ).search_registered_models()
+        == []
+    ):
         pytest.skip("needs the champion of the first test")
     threads = _score(st, "threads")
     dask = _score(st, "dask", "--dask", "local:2")
@@ -125,7 +135,7 @@ def test_dask_runner_gives_the_default_runners_results(stack) -> None:
 def test_no_credential_reaches_mlflow_or_any_log(stack) -> None:
     st = stack
     secret_values = [st["secrets"]["POSTGRES_PASSWORD"], st["secrets"]["AWS_SECRET_ACCESS_KEY"]]
-    client = MlflowClient(st["env"]["MLFLOW_TRACKING_URI"])
+    client = MlflowClient(st["env"]["MLFLOW_TRACKING_URI"], registry_uri=st["env"]["MLFLOW_TRACKING_URI"])
     recorded = []
     for exp in client.search_experiments():
         for run in client.search_runs([exp.experiment_id]):
