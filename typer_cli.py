@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 from rich.table import Table
 
-from crnn.config import ARCHITECTURES, BASELINE, ModelConfig, SplitConfig, TrainConfig
+from crnn.config import ARCHITECTURES, BASELINE, PRETRAINED_CHECKPOINTS, ModelConfig, SplitConfig, TrainConfig
 from infra.sources import GTZAN_URL, fetch_dataset
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -66,6 +66,18 @@ OverlapS = Annotated[
 
 MixupAlpha = Annotated[
     float, typer.Option(help="Mixup: blend each batch with a shuffled copy by a Beta(alpha, alpha) weight (0: off).")
+]
+Pretrained = Annotated[
+    str,
+    typer.Option(
+        help=f"musicnn-* models: the pretrained checkpoint, {' or '.join(PRETRAINED_CHECKPOINTS)} (Million Song Dataset or MagnaTagATune tags)."
+    ),
+]
+PretrainedLrScale = Annotated[
+    float,
+    typer.Option(
+        help="musicnn-* models: learning-rate multiplier for the pretrained layers (0: frozen, their output computed once and cached; e.g. 0.1 fine-tunes, best on CUDA)."
+    ),
 ]
 
 
@@ -137,6 +149,8 @@ def train(
         int, typer.Option(help="SpecAugment: widest time mask in log-mel frames (0: off).")
     ] = _T.time_mask,
     mixup_alpha: MixupAlpha = _T.mixup_alpha,
+    pretrained: Pretrained = _M.pretrained,
+    pretrained_lr_scale: PretrainedLrScale = _T.pretrained_lr_scale,
     seed: Annotated[int, typer.Option(help="Random seed (split, initialisation, batches).")] = _T.seed,
     device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda or cuda:N.")] = "auto",
     feature_backend: Annotated[
@@ -226,6 +240,8 @@ def protocol(
     freq_mask: Annotated[int, typer.Option(help="SpecAugment: widest frequency mask in mel bands.")] = _T.freq_mask,
     time_mask: Annotated[int, typer.Option(help="SpecAugment: widest time mask in frames.")] = _T.time_mask,
     mixup_alpha: MixupAlpha = _T.mixup_alpha,
+    pretrained: Pretrained = _M.pretrained,
+    pretrained_lr_scale: PretrainedLrScale = _T.pretrained_lr_scale,
     seed: Annotated[int, typer.Option(help="Random seed (folds, initialisation, batches).")] = _T.seed,
     device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda or cuda:N.")] = "auto",
     feature_backend: Annotated[str, typer.Option(help="Log-mel path: auto, torch or librosa.")] = "auto",
@@ -235,9 +251,9 @@ def protocol(
 
     The k-fold figure is artist-confounded (GTZAN is ordered by artist); choose models by the cross-artist one.
     """
+    params = {k: v for k, v in locals().items() if k != "work_dir"}  # before the import below adds a local
     from flows.protocol_flow import protocol_flow
 
-    params = {k: v for k, v in locals().items() if k != "work_dir"}
     s = protocol_flow(work_dir=str(work_dir), **params)
     console.print(
         f"[bold]{model}[/] (parent run {s['run_id']}): cross-artist accuracy {s['cross_artist/accuracy']:.3f}, "

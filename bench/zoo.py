@@ -25,10 +25,13 @@ from crnn.config import BASELINE, TrainConfig
 from flows.protocol_flow import CROSS_ARTIST_SOURCE, PROTOCOL_MODELS, TRAIN_SOURCE, protocol_flow
 
 COLUMNS = [
-    "model", "parameters", "cross_artist_accuracy", "cross_artist_macro_f1", "kfold_track_accuracy_mean",
+    "model", "seed", "parameters", "cross_artist_accuracy", "cross_artist_macro_f1", "cross_artist_ece",
+    "cross_artist_selective_accuracy", "cross_artist_uncertain_share", "kfold_track_accuracy_mean",
     "kfold_track_accuracy_std", "kfold_macro_f1_mean", "kfold_macro_f1_std", "train_seconds", "tracks_per_s",
     "folds", "epochs", "mixup_alpha", "device", "hardware", "run_id",
 ]  # fmt: skip
+SETTINGS = ["folds", "epochs", "mixup_alpha", "device"]
+"""Columns that must match for rows to be compared (and averaged over seeds)."""
 
 
 def hardware(device: str) -> str:
@@ -47,18 +50,22 @@ def hardware(device: str) -> str:
     return text
 
 
-def run_model(model: str, args: argparse.Namespace) -> dict:
+def run_model(model: str, seed: int, args: argparse.Namespace) -> dict:
     """One protocol-flow run; its summary as a table row."""
     s = protocol_flow(
         source=args.source, cross_artist=args.cross_artist, work_dir=args.work_dir, model=model,
-        folds=args.folds, epochs=args.epochs, mixup_alpha=args.mixup_alpha, device=args.device,
+        folds=args.folds, epochs=args.epochs, mixup_alpha=args.mixup_alpha, seed=seed, device=args.device,
         experiment=args.experiment,
     )  # fmt: skip
     return {
         "model": model,
+        "seed": seed,
         "parameters": s["parameters"],
         "cross_artist_accuracy": s["cross_artist/accuracy"],
         "cross_artist_macro_f1": s["cross_artist/macro_f1"],
+        "cross_artist_ece": s.get("cross_artist/ece"),
+        "cross_artist_selective_accuracy": s.get("cross_artist/selective_accuracy"),
+        "cross_artist_uncertain_share": s.get("cross_artist/uncertain_share"),
         "kfold_track_accuracy_mean": s["kfold/track_accuracy_mean"],
         "kfold_track_accuracy_std": s["kfold/track_accuracy_std"],
         "kfold_macro_f1_mean": s["kfold/macro_f1_mean"],
@@ -82,38 +89,70 @@ def write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _mean_std(values: pd.Series, digits: int = 3) -> str:
+    values = values.dropna()
+    if values.empty:
+        return "–"
+    if len(values) == 1:
+        return f"{values.iloc[0]:.{digits}f}"
+    return f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}"
+
+
+def summary(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per model and settings: the mean ± sample std over its seeds of every figure."""
+    rows = []
+    for (model, *settings), group in table.groupby(["model", *SETTINGS], sort=False, dropna=False):
+        row = {
+            "model": model,
+            **dict(zip(SETTINGS, settings)),
+            "seeds": len(group),
+            "parameters": group["parameters"].iloc[0],
+        }
+        for column in COLUMNS[3:14]:
+            row[column] = _mean_std(group[column], 1 if column in ("train_seconds", "tracks_per_s") else 3)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def markdown(table: pd.DataFrame, args: argparse.Namespace) -> str:
-    """The results table with the data, the protocol and the hardware stated."""
+    """The results table (mean ± std over seeds) with the data, the protocol and the hardware stated."""
     lines = [
         "# Model zoo benchmark",
         "",
-        f"Last written by `python -m bench.zoo --folds {args.folds} --epochs {args.epochs} --device {args.device} "
-        f"--mixup-alpha {args.mixup_alpha}`; every row's settings are in `results.csv`.",
+        f"Last written by `python -m bench.zoo --seeds {args.seeds} --folds {args.folds} --epochs {args.epochs} "
+        f"--device {args.device} --mixup-alpha {args.mixup_alpha}`; every run's row is in `results.csv`.",
         "",
         f"- **Data:** trained on `{args.source}`; cross-artist test on `{args.cross_artist}` "
         "(2-3 s excerpts of GTZAN tracks 00031-00040, mostly other artists; each excerpt is one input, "
         "looped up to the model's input length where the model needs a fixed one).",
-        f"- **Protocol:** cross-artist = train on the whole training collection (a stratified 20% of it only "
-        f"drives early stopping), clip accuracy and macro-F1 on the excerpts. k-fold = stratified {args.folds}-fold "
-        "at track level inside the training collection (segments never cross folds), seeded, mean ± sample std. "
+        "- **Protocol:** cross-artist = train on the whole training collection (a stratified 20% of it only "
+        "drives early stopping and the calibration temperature), clip accuracy and macro-F1 on the excerpts; "
+        "ECE (10 bins) of the calibrated probabilities; selective accuracy = accuracy of the clips whose top "
+        "probability reaches scoring's default threshold 0.5, uncertain = the share below it (not tagged). "
+        "k-fold = stratified k-fold at track level inside the training collection (segments never cross folds), "
+        "seeded, mean ± sample std over folds, then averaged over seeds. "
         "**The k-fold figure is artist-confounded** (GTZAN is ordered by artist, folds share artists); "
         "choose models by the cross-artist figure.",
-        f"- **Training:** at most {args.epochs} epochs, early stopping on validation loss, Adam, seed 42, "
-        "SpecAugment, mixup as in the table; "
-        "each architecture uses its seed's preprocessing. Training time is the cross-artist training run; "
-        "speed is whole 30 s tracks decoded and scored one by one.",
-        f"- **Hardware:** {table['hardware'].iloc[0] if len(table) else hardware(args.device)}; device `{args.device}`.",
+        "- **Seeds:** each row is the mean ± sample std over its seeds (column `seeds`); one seed on 100 clips "
+        "is about ±5 points, so single-seed rows are indicative only.",
+        "- **Training:** early stopping on validation loss, Adam, SpecAugment (not on cached frozen embeddings), "
+        "mixup as in the table; each architecture uses its seed's preprocessing; the `musicnn-*` models keep "
+        "the pretrained musicnn layers frozen. Training time is the cross-artist training run; speed is whole "
+        "30 s tracks decoded and scored one by one.",
+        f"- **Hardware:** {table['hardware'].iloc[0] if len(table) else hardware(args.device)}.",
         "",
-        "| model | parameters | mixup | cross-artist accuracy | cross-artist macro-F1 "
-        "| k-fold track accuracy (artist-confounded) | k-fold macro-F1 | training time (s) | scoring (tracks/s) |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| model | seeds | folds | epochs | mixup | parameters | cross-artist accuracy | cross-artist macro-F1 "
+        "| ECE | selective accuracy | uncertain | k-fold track accuracy (artist-confounded) | training (s) "
+        "| scoring (tracks/s) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for r in table.itertuples():
+    for r in summary(table).to_dict("records"):
         lines.append(
-            f"| {r.model} | {r.parameters:,} | {'–' if r.model == BASELINE else r.mixup_alpha} "
-            f"| {r.cross_artist_accuracy:.3f} | {r.cross_artist_macro_f1:.3f} "
-            f"| {r.kfold_track_accuracy_mean:.3f} ± {r.kfold_track_accuracy_std:.3f} "
-            f"| {r.kfold_macro_f1_mean:.3f} ± {r.kfold_macro_f1_std:.3f} | {r.train_seconds:.0f} | {r.tracks_per_s:.1f} |"
+            f"| {r['model']} | {r['seeds']} | {r['folds']} | {r['epochs']} "
+            f"| {'–' if r['model'] == BASELINE else r['mixup_alpha']} | {int(r['parameters']):,} "
+            f"| {r['cross_artist_accuracy']} | {r['cross_artist_macro_f1']} | {r['cross_artist_ece']} "
+            f"| {r['cross_artist_selective_accuracy']} | {r['cross_artist_uncertain_share']} "
+            f"| {r['kfold_track_accuracy_mean']} | {r['train_seconds']} | {r['tracks_per_s']} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -124,6 +163,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--source", default=TRAIN_SOURCE, help="training collection (folder, archive or URL)")
     parser.add_argument("--cross-artist", default=CROSS_ARTIST_SOURCE, help="labelled clips by other artists")
     parser.add_argument("--models", default=",".join(PROTOCOL_MODELS), help="comma-separated models to run")
+    parser.add_argument("--seeds", default="42", help="comma-separated seeds; each model runs once per seed")
     parser.add_argument("--folds", type=int, default=5, help="k of the stratified k-fold")
     parser.add_argument("--epochs", type=int, default=30, help="maximum epochs per training (early stopping)")
     parser.add_argument("--mixup-alpha", type=float, default=TrainConfig.mixup_alpha, help="mixup (0: off)")
@@ -137,19 +177,25 @@ def main(argv: list[str] | None = None) -> None:
     table = pd.read_csv(csv) if csv.exists() else pd.DataFrame(columns=COLUMNS)
     if "mixup_alpha" not in table:  # rows written before the option existed ran without mixup
         table.insert(COLUMNS.index("mixup_alpha"), "mixup_alpha", 0.0)
+    if "seed" not in table:  # rows written before --seeds ran with the default seed
+        table.insert(1, "seed", TrainConfig.seed)
+    table = table.reindex(columns=COLUMNS)
     for model in args.models.split(","):
-        same = (table["model"] == model) & (table["folds"] == args.folds) & (table["epochs"] == args.epochs)
-        same &= (table["device"] == args.device) & (table["mixup_alpha"] == args.mixup_alpha)
-        if same.any() and not args.rerun:
-            print(f"{model}: already in {csv}, skipped (--rerun runs it again)")
-            continue
-        row = run_model(model, args)
-        table = pd.concat([table[table["model"] != model], pd.DataFrame([row])], ignore_index=True)
-        order = {m: i for i, m in enumerate(PROTOCOL_MODELS)}
-        table = table.sort_values("model", key=lambda c: c.map(order)).reset_index(drop=True)
-        write_atomic(csv, table.to_csv(index=False))
-        write_atomic(args.out / "RESULTS.md", markdown(table, args))
-        print(f"{model}: {row}")
+        for seed in (int(s) for s in args.seeds.split(",")):
+            same = (table["model"] == model) & (table["seed"] == seed)
+            for name in SETTINGS:
+                same &= table[name] == getattr(args, name)
+            if same.any() and not args.rerun:
+                print(f"{model}, seed {seed}: already in {csv}, skipped (--rerun runs it again)")
+                continue
+            row = run_model(model, seed, args)
+            table = pd.concat([table[~same], pd.DataFrame([row])], ignore_index=True)
+            order = {m: i for i, m in enumerate(PROTOCOL_MODELS)}
+            table = table.sort_values(["model", "seed"], key=lambda c: c.map(order) if c.name == "model" else c)
+            table = table.reset_index(drop=True)
+            write_atomic(csv, table.to_csv(index=False))
+            write_atomic(args.out / "RESULTS.md", markdown(table, args))
+            print(f"{model}, seed {seed}: {row}")
     print((args.out / "RESULTS.md").read_text() if (args.out / "RESULTS.md").exists() else "no results")
 
 

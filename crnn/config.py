@@ -99,14 +99,23 @@ class FeatureConfig:
         return hashlib.sha256(json.dumps(spectral, sort_keys=True).encode()).hexdigest()[:16]
 
 
-ARCHITECTURES = ("crnn-attention", "choi-crnn", "cnn-lstm", "parallel-cnn-bilstm")
+ARCHITECTURES = ("crnn-attention", "musicnn-crnn", "musicnn-linear", "choi-crnn", "cnn-lstm", "parallel-cnn-bilstm")
 """The model zoo (``crnn.zoo``); the first is the default."""
+
+PRETRAINED_CHECKPOINTS = ("MSD_musicnn", "MTT_musicnn")
+"""musicnn checkpoints the ``musicnn-*`` models start from (``crnn.musicnn.CHECKPOINTS``)."""
+
+_MUSICNN_FEATURES = {"sample_rate": 16000, "n_fft": 512, "hop_length": 256, "n_mels": 96, "segment_s": 3.0}
 
 BASELINE = "mfcc-logreg"
 """The classical baseline (``crnn.baseline``), evaluated beside the zoo under the same protocol."""
 
 ARCHITECTURE_FEATURES: dict[str, dict[str, Any]] = {
     "crnn-attention": {},  # FeatureConfig's defaults
+    # musicnn (Pons & Serra 2019): 16 kHz, n_fft 512, hop 256, 96 bands, 3 s patches (187 frames); segments
+    # do not overlap (scoring cost: the pretrained front end is ~14x the CRNN's per segment).
+    "musicnn-crnn": {**_MUSICNN_FEATURES, "overlap_s": 0.0},
+    "musicnn-linear": {**_MUSICNN_FEATURES, "overlap_s": 0.0},
     # Seed 001 / Choi et al. 2017: 12 kHz, 96 mel bands, n_fft 512, hop 256, 29.12 s inputs.
     "choi-crnn": {
         "sample_rate": 12000,
@@ -146,6 +155,8 @@ class ModelConfig:
         level_norm: subtract each input's mean dB level, so the prediction does not depend
             on playback loudness or mastering level (a spurious cue in GTZAN, whose classical
             tracks are ~13 dB quieter than the rest).
+        pretrained: the musicnn checkpoint (:data:`PRETRAINED_CHECKPOINTS`) of the ``musicnn-*``
+            models: ``MSD_musicnn`` (Million Song Dataset tags) or ``MTT_musicnn`` (MagnaTagATune).
     """
 
     architecture: str = ARCHITECTURES[0]
@@ -159,8 +170,13 @@ class ModelConfig:
     dropout: float = 0.3
     n_classes: int = 10
     level_norm: bool = True
+    pretrained: str = PRETRAINED_CHECKPOINTS[0]
 
     def __post_init__(self) -> None:
+        _check(
+            self.pretrained in PRETRAINED_CHECKPOINTS,
+            f"pretrained must be one of {', '.join(PRETRAINED_CHECKPOINTS)}, got {self.pretrained!r}",
+        )
         _check(
             self.architecture in ARCHITECTURES,
             f"architecture must be one of {', '.join(ARCHITECTURES)}, got {self.architecture!r}",
@@ -203,6 +219,11 @@ class TrainConfig:
             itself, inputs and targets, by a weight drawn from Beta(alpha, alpha) (0: off). The
             default 0.4 raised crnn-attention's cross-artist accuracy from 0.39 to 0.47 in the
             protocol's cross-artist training; on the 60/20/20 split it cost 5 points (README).
+        pretrained_lr_scale: learning-rate multiplier for the pretrained layers of the
+            ``musicnn-*`` models; 0 freezes them (eval mode, no gradients, and their output is
+            computed once per segment and cached for the whole training).
+        calibrate: fit a softmax temperature on the validation tracks after training (Guo et
+            al. 2017), stored in the model, so track probabilities are calibrated.
     """
 
     epochs: int = 30
@@ -215,6 +236,8 @@ class TrainConfig:
     freq_mask: int = 16
     time_mask: int = 24
     mixup_alpha: float = 0.4
+    pretrained_lr_scale: float = 0.0
+    calibrate: bool = True
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
@@ -228,6 +251,7 @@ class TrainConfig:
             f"freq_mask and time_mask must be >= 0, got {self.freq_mask}, {self.time_mask}",
         )
         _check(self.mixup_alpha >= 0, f"mixup_alpha must be >= 0, got {self.mixup_alpha}")
+        _check(self.pretrained_lr_scale >= 0, f"pretrained_lr_scale must be >= 0, got {self.pretrained_lr_scale}")
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from crnn.features import segment_log_mel
 
 @torch.inference_mode()
 def predict_segments(
-    model: nn.Module, log_mel: torch.Tensor, cfg: FeatureConfig, *, batch_size: int = 64
+    model: nn.Module, log_mel: torch.Tensor, cfg: FeatureConfig, *, batch_size: int | None = None
 ) -> np.ndarray:
     """Segment probabilities of one track.
 
@@ -23,7 +23,7 @@ def predict_segments(
         model: a :class:`crnn.models.GenreNet` in eval mode, on any device.
         log_mel: shape (n_mels, frames), in dB.
         cfg: segmentation (segment_s, overlap_s, min_segment_s).
-        batch_size: segments per forward pass.
+        batch_size: segments per forward pass (default: the model's ``inference_batch_size``).
 
     Returns:
         Softmax probabilities, shape (n_segments, n_classes).
@@ -32,6 +32,7 @@ def predict_segments(
         ValueError: the track is shorter than ``cfg.min_segment_s``.
     """
     device = next(model.parameters()).device
+    batch_size = batch_size or model.inference_batch_size
     segments = segment_log_mel(log_mel, cfg)  # (n_segments, n_mels, width)
     probs = [
         torch.softmax(model.classify(segments[i : i + batch_size].to(device)).float(), dim=-1)
@@ -100,12 +101,14 @@ class TrackEvaluation:
         segment: report over all segments of the scored tracks.
         predictions: predicted class per scored track.
         scored: indices (into the inputs) of the tracks scored; shorter ones are left out.
+        probs: track probabilities of the scored tracks, shape (n_scored, n_classes).
     """
 
     track: Report
     segment: Report
     predictions: list[int]
     scored: list[int]
+    probs: np.ndarray
 
 
 def evaluate_tracks(
@@ -146,7 +149,8 @@ def evaluate_segment_probs(
     seg_probs: Sequence[np.ndarray], truth: Sequence[int], scored: Sequence[int], n_classes: int
 ) -> TrackEvaluation:
     """Track- and segment-level reports from each scored track's segment probabilities (n_segments_i, n_classes)."""
-    predictions = [int(track_probs(p).argmax()) for p in seg_probs]
+    probs = np.stack([track_probs(p) for p in seg_probs])  # (n_scored, n_classes)
+    predictions = [int(p.argmax()) for p in probs]
     seg_true = np.concatenate([np.full(len(p), y) for y, p in zip(truth, seg_probs)])
     seg_pred = np.concatenate([p.argmax(axis=1) for p in seg_probs])
     return TrackEvaluation(
@@ -154,4 +158,5 @@ def evaluate_segment_probs(
         segment=classification_report(seg_true, seg_pred, n_classes),
         predictions=predictions,
         scored=list(scored),
+        probs=probs,
     )

@@ -26,7 +26,8 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tup
     """Rebuild the model saved by :func:`checkpoint_state` in eval mode on ``device``.
 
     The class comes from the config's ``model.architecture`` (checkpoints written before the
-    model zoo have none and are ``crnn-attention``).
+    model zoo have none and are ``crnn-attention``; those written before calibration get
+    temperature 1). Pretrained weights are part of the state dict: nothing is converted here.
 
     Raises:
         FileNotFoundError: no such file. KeyError: not a genre-crnn checkpoint.
@@ -34,7 +35,9 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tup
     state = torch.load(path, map_location=device, weights_only=True)
     cfg = PipelineConfig.from_dict(state["config"])
     model = build_model(cfg)
-    model.load_state_dict(state["state_dict"])
+    weights = state["state_dict"]
+    weights.setdefault("temperature", torch.ones(()))  # checkpoints from before calibration
+    model.load_state_dict(weights)
     return model.to(device).eval(), cfg
 
 

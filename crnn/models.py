@@ -83,30 +83,70 @@ class GenreNet(nn.Module):
     excerpt, the end of a track) are then looped up to ``feature_cfg.segment_frames`` frames
     by :func:`tile_frames`. The others accept any width of at least their total time pooling.
 
+    ``classify`` is split in two so that a frozen pretrained part can be computed once:
+    :meth:`embedding` (input normalisation, and the frozen layers of a pretrained model) and
+    :meth:`classify_embedding` (the trained head). The buffer ``temperature`` (1 until
+    :func:`crnn.calibration.fit_temperature` sets it) divides the logits, so softmax
+    probabilities are calibrated wherever the model is used.
+
     Shapes:
         ``forward``: waveform (B, time) at ``feature_cfg.sample_rate`` Hz -> logits (B, n_classes).
         ``classify``: log-mel (B, n_mels, frames) in dB -> logits (B, n_classes).
     """
 
     fixed_input = False
+    inference_batch_size = 64
+    """Segments per forward pass when scoring (a large batch suits the small CNNs)."""
+    pretrained_checkpoint: str | None = None
+    """Name of the pretrained weights the model starts from (``load_pretrained``), or None."""
 
     def __init__(self, feature_cfg: FeatureConfig, model_cfg: ModelConfig) -> None:
         super().__init__()
         self.feature_cfg, self.model_cfg = feature_cfg, model_cfg
         self.frontend = LogMel(feature_cfg)
-        self.input_norm = nn.BatchNorm1d(feature_cfg.n_mels)  # per-band standardisation (Choi et al. 2017)
+        self.register_buffer("temperature", torch.ones(()))
+        if self.pretrained_checkpoint is None:
+            self.input_norm = nn.BatchNorm1d(feature_cfg.n_mels)  # per-band standardisation (Choi et al. 2017)
 
     def head(self, log_mel: Tensor) -> Tensor:
         """Logits (B, n_classes) from normalised log-mels (B, n_mels, frames)."""
         raise NotImplementedError
 
-    def classify(self, log_mel: Tensor) -> Tensor:
-        """Logits (B, n_classes) from log-mel spectrograms (B, n_mels, frames) in dB."""
+    def embedding(self, log_mel: Tensor) -> Tensor:
+        """What the trained head reads: here the normalised log-mel (B, n_mels, frames)."""
         if self.fixed_input:
             log_mel = tile_frames(log_mel, self.feature_cfg.segment_frames)
         if self.model_cfg.level_norm:
             log_mel = log_mel - log_mel.mean(dim=(1, 2), keepdim=True)  # remove each input's overall level
-        return self.head(self.input_norm(log_mel))
+        return self.input_norm(log_mel)
+
+    def classify_embedding(self, embedding: Tensor) -> Tensor:
+        """Logits (B, n_classes), divided by the calibration temperature, from :meth:`embedding`'s output."""
+        return self.head(embedding) / self.temperature
+
+    def classify(self, log_mel: Tensor) -> Tensor:
+        """Logits (B, n_classes) from log-mel spectrograms (B, n_mels, frames) in dB."""
+        return self.classify_embedding(self.embedding(log_mel))
+
+    def pretrained_parameters(self) -> list[nn.Parameter]:
+        """Parameters loaded from pretrained weights (trained with a scaled learning rate, or frozen)."""
+        return []
+
+    def set_frozen(self, frozen: bool) -> None:
+        """Freeze (eval mode, no gradients) or unfreeze the pretrained part; a no-op without one."""
+
+    @property
+    def frozen_embedding(self) -> bool:
+        """Whether :meth:`embedding` is fixed (no trained weights, no randomness) and can be cached."""
+        return False
+
+    def embedding_fingerprint(self) -> str:
+        """Identifies a frozen :meth:`embedding` (its weights and settings), to key cached embeddings.
+
+        Raises:
+            NotImplementedError: the model has no frozen embedding.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no frozen embedding")
 
     def forward(self, waveform: Tensor) -> Tensor:
         """Logits (B, n_classes) from waveforms (B, time) in [-1, 1] at the config's sample rate."""

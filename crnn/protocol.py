@@ -111,16 +111,20 @@ def summarize(cross: Mapping[str, float], folds: Sequence[Mapping[str, float]]) 
     """The protocol's summary metrics from the cross-artist and per-fold test metrics.
 
     Args:
-        cross: the cross-artist evaluation's ``test/track_accuracy``, ``test/macro_f1`` and
-            ``test/recall/<genre>`` metrics (an excerpt is one clip, so track = clip accuracy).
+        cross: the cross-artist evaluation's ``test/track_accuracy``, ``test/macro_f1``,
+            ``test/recall/<genre>`` and (when present) ``test/ece``, ``test/selective_accuracy``
+            and ``test/uncertain_share`` metrics (an excerpt is one clip, so track = clip accuracy).
         folds: each fold's ``test/track_accuracy`` and ``test/macro_f1``.
 
     Returns:
         ``cross_artist/accuracy``, ``cross_artist/macro_f1``, ``cross_artist/recall/<genre>``,
+        ``cross_artist/ece``, ``cross_artist/selective_accuracy``, ``cross_artist/uncertain_share``,
         ``kfold/track_accuracy_mean``/``_std`` and ``kfold/macro_f1_mean``/``_std``.
     """
     out = {"cross_artist/accuracy": cross["test/track_accuracy"], "cross_artist/macro_f1": cross["test/macro_f1"]}
     out |= {k.replace("test/", "cross_artist/"): v for k, v in cross.items() if k.startswith("test/recall/")}
+    calibration = ("test/ece", "test/selective_accuracy", "test/uncertain_share")
+    out |= {k.replace("test/", "cross_artist/"): cross[k] for k in calibration if k in cross}
     for name in ("track_accuracy", "macro_f1"):
         mean, std = mean_std([f[f"test/{name}"] for f in folds])
         out |= {f"kfold/{name}_mean": mean, f"kfold/{name}_std": std}

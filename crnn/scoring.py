@@ -22,6 +22,10 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
+UNCERTAIN_BELOW = 0.5
+"""Default confidence threshold: a track whose top probability is below it is ``uncertain`` (not tagged)."""
+
+
 class TooShortError(ValueError):
     """The audio is shorter than the model's ``min_segment_s``: there is no segment to score."""
 
@@ -89,7 +93,7 @@ def summarize(
     cfg: FeatureConfig,
     *,
     top_k: int = 3,
-    uncertain_below: float = 0.5,
+    uncertain_below: float = UNCERTAIN_BELOW,
     timeline: bool = False,
     truncated: bool = False,
 ) -> TrackPrediction:

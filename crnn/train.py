@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import os
 import random
 import tempfile
@@ -10,12 +11,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cachetools
 import numpy as np
 import torch
 import torchaudio
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from crnn.calibration import fit_temperature
 from crnn.config import FeatureConfig, TrainConfig
 from crnn.features import segment_starts
 
@@ -87,12 +90,13 @@ class SegmentDataset(Dataset):
 
 @dataclass
 class FitResult:
-    """Outcome of :func:`fit`: the best epoch (1-based) by ``val/loss``, its metrics, all epochs."""
+    """Outcome of :func:`fit`: the best epoch (1-based) by ``val/loss``, its metrics, all epochs, the temperature."""
 
     best_epoch: int
     best_metrics: dict[str, float]
     history: list[dict[str, float]] = field(default_factory=list)
     stopped_early: bool = False
+    temperature: float = 1.0
 
 
 def _amp_dtype(device: torch.device) -> torch.dtype | None:
@@ -133,6 +137,55 @@ def apply_masks(augment: nn.Module, log_mel: Tensor) -> Tensor:
     return augment((log_mel - mean).unsqueeze(1)).squeeze(1) + mean  # masks act on (B, 1, n_mels, frames)
 
 
+EMBEDDING_CACHE_BYTES = 2 << 30
+"""Memory for frozen embeddings kept between trainings in one process (the protocol's folds and seeds)."""
+
+_EMBEDDINGS: cachetools.LRUCache = cachetools.LRUCache(
+    EMBEDDING_CACHE_BYTES, getsizeof=lambda t: t.numel() * t.element_size()
+)
+
+
+class EmbeddingDataset(Dataset):
+    """Segments already passed through a model's frozen :meth:`~crnn.models.GenreNet.embedding`.
+
+    Item ``i`` is ``(embedding, label, track_index)``, the embedding in float32 (stored as float16
+    to halve memory). Built by :meth:`from_segments` without jitter, since the embeddings are
+    computed once for the whole training. Embeddings are also kept in a process-wide LRU cache
+    (:data:`EMBEDDING_CACHE_BYTES`) keyed by the frozen weights' fingerprint and the segment's
+    bytes, so the protocol's evaluations and seeds embed each segment once.
+    """
+
+    def __init__(self, embeddings: Tensor, labels: Sequence[int], tracks: Sequence[int]) -> None:
+        self.embeddings, self.labels, self.tracks = embeddings, list(labels), list(tracks)
+
+    @classmethod
+    @torch.inference_mode()
+    def from_segments(cls, model: nn.Module, segments: SegmentDataset, device: torch.device) -> EmbeddingDataset:
+        """Embed every segment of ``segments`` (its fixed grid, no jitter) with ``model.embedding`` on ``device``."""
+        model.eval()
+        batch_size = model.inference_batch_size if device.type == "cpu" else 64
+        fingerprint = model.embedding_fingerprint()
+        crops = [
+            np.ascontiguousarray(segments.log_mels[t][:, s : s + segments.cfg.segment_frames])
+            for t, s in segments.items
+        ]
+        keys = [(fingerprint, hashlib.sha1(c.tobytes()).hexdigest()) for c in crops]
+        todo = [i for i, k in enumerate(keys) if k not in _EMBEDDINGS]
+        for start in range(0, len(todo), batch_size):
+            index = todo[start : start + batch_size]
+            x = torch.from_numpy(np.stack([crops[i] for i in index])).to(device)  # (B, n_mels, segment_frames)
+            for i, e in zip(index, model.embedding(x).to("cpu", torch.float16), strict=True):
+                _EMBEDDINGS[keys[i]] = e.clone()
+        embeddings = torch.stack([_EMBEDDINGS.get(k) for k in keys])  # a full cache may have evicted a fresh entry
+        return cls(embeddings, [segments.labels[t] for t, _ in segments.items], [t for t, _ in segments.items])
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, int, int]:
+        return self.embeddings[i].float(), self.labels[i], self.tracks[i]
+
+
 def _run_epoch(
     model: nn.Module,
     loader: DataLoader,
@@ -141,8 +194,10 @@ def _run_epoch(
     augment: nn.Module | None = None,
     scaler: torch.amp.GradScaler | None = None,
     mixup_alpha: float = 0.0,
+    cached: bool = False,
 ) -> dict[str, float]:
     model.train(optimizer is not None)
+    forward = model.classify_embedding if cached else model.classify
     scaler = scaler or torch.amp.GradScaler(device.type, enabled=False)
     loss_sum, correct, n = 0.0, 0, 0
     with torch.set_grad_enabled(optimizer is not None):
@@ -156,7 +211,7 @@ def _run_epoch(
                 perm = torch.randperm(len(y), device=device)
                 x = lam * x + (1 - lam) * x[perm]  # (B, n_mels, frames) blended with a shuffled copy
             with _autocast(device):
-                logits = model.classify(x)
+                logits = forward(x)
                 loss = nn.functional.cross_entropy(logits.float(), y)
                 if perm is not None:
                     loss = lam * loss + (1 - lam) * nn.functional.cross_entropy(logits.float(), y[perm])
@@ -194,10 +249,18 @@ def fit(
     """Train ``model`` (a :class:`crnn.models.GenreNet`) with Adam and early stopping on ``val/loss``.
 
     The best weights (lowest validation loss) are loaded back into ``model`` at the end and, if
-    ``checkpoint_path`` is given, saved there atomically whenever they improve.
+    ``checkpoint_path`` is given, saved there atomically whenever they improve. Then, with
+    ``cfg.calibrate``, the softmax temperature is fitted on the validation segments
+    (:func:`crnn.calibration.fit_temperature`) and stored in ``model.temperature``.
+
+    A GenreNet with pretrained layers (``musicnn-*``) trains them at ``learning_rate *
+    cfg.pretrained_lr_scale``; at 0 they are frozen, each segment's :meth:`embedding` is
+    computed once (:class:`EmbeddingDataset`, no jitter, no SpecAugment; mixup then blends
+    embeddings) and only the head trains.
 
     Args:
-        model: must expose ``classify(log_mel)``; moved to ``device``.
+        model: must expose ``classify(log_mel)``; moved to ``device``. Freezing and
+            calibration need a :class:`crnn.models.GenreNet`.
         train_set: training segments (use ``jitter=True``).
         val_set: validation segments.
         cfg: epochs, batch size, learning rate, weight decay, patience, seed.
@@ -216,19 +279,25 @@ def fit(
         raise ValueError(f"need training and validation segments, got {len(train_set)} and {len(val_set)}")
     seed_everything(cfg.seed)
     model.to(device)
+    genre_net = hasattr(model, "set_frozen")  # any module with classify() trains; GenreNets also freeze and calibrate
+    if genre_net:
+        model.set_frozen(cfg.pretrained_lr_scale == 0)
+    cached = genre_net and model.frozen_embedding  # a frozen pretrained part: embed each segment once, train the head
+    if cached:
+        train_set, val_set = (EmbeddingDataset.from_segments(model, d, device) for d in (train_set, val_set))
     gen = torch.Generator().manual_seed(cfg.seed)
     pin = device.type == "cuda"
     train_loader = DataLoader(
         train_set, cfg.batch_size, shuffle=True, generator=gen, num_workers=cfg.num_workers, pin_memory=pin
     )
     val_loader = DataLoader(val_set, cfg.batch_size * 2, num_workers=cfg.num_workers, pin_memory=pin)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    augment = spec_augment(cfg)
+    optimizer = torch.optim.Adam(_parameter_groups(model, cfg), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    augment = None if cached else spec_augment(cfg)  # SpecAugment acts on log-mels, which cached embeddings are not
     scaler = torch.amp.GradScaler(device.type, enabled=_amp_dtype(device) == torch.float16)
     result, best_state, best_loss = FitResult(0, {}), None, float("inf")
     for epoch in range(1, cfg.epochs + 1):
-        train_m = _run_epoch(model, train_loader, device, optimizer, augment, scaler, cfg.mixup_alpha)
-        val_m = _run_epoch(model, val_loader, device, None)
+        train_m = _run_epoch(model, train_loader, device, optimizer, augment, scaler, cfg.mixup_alpha, cached)
+        val_m = _run_epoch(model, val_loader, device, None, cached=cached)
         metrics = {f"train/{k}": v for k, v in train_m.items()} | {f"val/{k}": v for k, v in val_m.items()}
         result.history.append(metrics)
         if on_epoch_end:
@@ -244,4 +313,35 @@ def fit(
     if best_state is None:
         raise RuntimeError(f"validation loss was never finite in {len(result.history)} epochs; nothing to keep")
     model.load_state_dict(best_state)
+    if cfg.calibrate and genre_net:
+        logits, labels = _segment_logits(model, val_loader, device, cached)
+        result.temperature = fit_temperature(logits, labels)
+        model.temperature.fill_(result.temperature)
+        if checkpoint_path is not None:
+            save_checkpoint(model.state_dict(), checkpoint_path)
+    if genre_net:
+        model.set_frozen(False)  # nothing trains any more; a later fine-tuning decides again
     return result
+
+
+def _parameter_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
+    """The head at ``learning_rate``; pretrained layers at ``learning_rate * pretrained_lr_scale`` (none if frozen)."""
+    if not hasattr(model, "pretrained_parameters"):
+        return [{"params": list(model.parameters())}]
+    pretrained = {id(p) for p in model.pretrained_parameters()}
+    groups = [{"params": [p for p in model.parameters() if id(p) not in pretrained and p.requires_grad]}]
+    if pretrained and cfg.pretrained_lr_scale > 0:
+        groups.append({"params": model.pretrained_parameters(), "lr": cfg.learning_rate * cfg.pretrained_lr_scale})
+    return groups
+
+
+@torch.inference_mode()
+def _segment_logits(model: nn.Module, loader: DataLoader, device: torch.device, cached: bool) -> tuple[Tensor, Tensor]:
+    """Uncalibrated logits (N, n_classes) and labels (N,) of every segment of ``loader``."""
+    model.eval()
+    forward = model.classify_embedding if cached else model.classify
+    logits, labels = [], []
+    for x, y, _ in loader:
+        logits.append(forward(x.to(device)).float().cpu() * model.temperature.cpu())  # undo any earlier temperature
+        labels.append(y)
+    return torch.cat(logits), torch.cat(labels)

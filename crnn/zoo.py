@@ -9,13 +9,16 @@ preprocessing.
 
 from __future__ import annotations
 
+import hashlib
 import math
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
+from crnn import musicnn
 from crnn.config import FeatureConfig, ModelConfig, PipelineConfig
-from crnn.models import CRNN, GenreNet
+from crnn.models import CRNN, AttentionPooling, GenreNet
 
 
 def _require(cond: bool, msg: str) -> None:
@@ -176,13 +179,170 @@ class ParallelCNNBiLSTM(GenreNet):
         return self.classifier(self.dropout(cnn + rnn))
 
 
+class MusicnnNet(GenreNet):
+    """Base of the ``musicnn-*`` models: the pretrained musicnn (:class:`crnn.musicnn.Musicnn`) under a genre head.
+
+    The input is the project's dB log-mel at musicnn's settings (16 kHz, n_fft 512, hop 256, 96
+    bands); each input's mean level is moved to :attr:`reference_db` (the median track level of
+    gtzan_mini at these settings), so loudness is not a cue, then converted to musicnn's own
+    compression (:func:`crnn.musicnn.musicnn_input`). The pretrained weights come from
+    :meth:`load_pretrained`; until then the musicnn layers are randomly initialised (as in
+    tests). ``set_frozen(True)`` (the default) keeps them in eval mode without gradients.
+
+    Raises:
+        ValueError: the feature config is not musicnn's.
+    """
+
+    reference_db = -20.0
+    """Mean dB level each input is moved to (``level_norm``)."""
+    inference_batch_size = 2
+    """On a 2-core CPU musicnn's large feature maps make batches slower per segment (42 ms at 1-2, 60 ms at 16)."""
+
+    def __init__(self, feature_cfg: FeatureConfig, model_cfg: ModelConfig) -> None:
+        self.pretrained_checkpoint = model_cfg.pretrained
+        super().__init__(feature_cfg, model_cfg)
+        got = (feature_cfg.sample_rate, feature_cfg.n_fft, feature_cfg.hop_length, feature_cfg.n_mels)
+        want = (musicnn.SAMPLE_RATE, musicnn.N_FFT, musicnn.HOP_LENGTH, musicnn.N_MELS)
+        _require(
+            got == want,
+            f"{model_cfg.architecture} needs musicnn's features (sample_rate, n_fft, hop_length, n_mels) = {want}, got {got}",
+        )
+        self.musicnn = musicnn.Musicnn(n_tags=len(musicnn.CHECKPOINTS[model_cfg.pretrained]))
+        self.frozen = False
+        self.set_frozen(True)
+
+    def load_pretrained(self, path: str | Path) -> None:
+        """Load the converted weights of ``model_cfg.pretrained`` (an ``.npz`` from ``infra.pretrained``).
+
+        Raises:
+            FileNotFoundError, KeyError, ValueError: see :func:`crnn.musicnn.load_pretrained`.
+        """
+        self.musicnn.load_state_dict(musicnn.load_pretrained(path, self.model_cfg.pretrained).state_dict())
+
+    def pretrained_parameters(self) -> list[nn.Parameter]:
+        """Musicnn's parameters."""
+        return list(self.musicnn.parameters())
+
+    def set_frozen(self, frozen: bool) -> None:
+        """Freeze (eval mode, no gradients) or unfreeze the musicnn layers."""
+        self.frozen = frozen
+        for p in self.musicnn.parameters():
+            p.requires_grad_(not frozen)
+        self.musicnn.train(self.training and not frozen)
+
+    def train(self, mode: bool = True) -> MusicnnNet:
+        """Like ``nn.Module.train``, but frozen musicnn layers stay in eval mode."""
+        super().train(mode)
+        self.musicnn.train(mode and not self.frozen)
+        return self
+
+    @property
+    def frozen_embedding(self) -> bool:
+        """True while the musicnn layers are frozen: :meth:`embedding` is then a fixed function."""
+        return self.frozen
+
+    def embedding_fingerprint(self) -> str:
+        """SHA-1 of the class, the level settings and every musicnn weight and statistic."""
+        digest = hashlib.sha1(f"{type(self).__name__}/{self.model_cfg.level_norm}/{self.reference_db}".encode())
+        for name, value in self.musicnn.state_dict().items():
+            digest.update(name.encode())
+            digest.update(value.detach().cpu().numpy().tobytes())
+        return digest.hexdigest()
+
+    def musicnn_input(self, log_mel: Tensor) -> Tensor:
+        """(B, n_mels, frames) in dB -> musicnn's input (B, 1, frames, n_mels), level-normalised."""
+        if self.model_cfg.level_norm:
+            log_mel = log_mel - log_mel.mean(dim=(1, 2), keepdim=True) + self.reference_db
+        return musicnn.musicnn_input(log_mel)
+
+
+class MusicnnCRNN(MusicnnNet):
+    """``musicnn-crnn``: pretrained musicnn front and mid-end -> bidirectional GRU -> attention pooling -> linear.
+
+    Source: the CRNN of seed ``000`` (CNN, bidirectional RNN, attention pooling, linear) with the
+    CNN replaced by musicnn's front and mid-end (Pons & Serra, ISMIR LBD 2019), pretrained on the
+    Million Song Dataset (or MagnaTagATune). The 753 mid-end features of each frame are
+    projected to 128 (linear + ReLU + dropout) before the GRU (``rnn_hidden`` units per
+    direction, ``rnn_type``), followed by :class:`crnn.models.AttentionPooling` and dropout.
+
+    Shapes:
+        ``embedding``: (B, 96, T) in dB -> (B, 753, T) (frozen musicnn layers); any T >= 1
+        (3 s = 188 frames).
+        ``classify``: (B, 96, T) -> (B, n_classes). Default config: 967 778 parameters, 787 159
+        of them pretrained (frozen by default) and 180 619 trained.
+    """
+
+    projection_dim = 128
+
+    def __init__(self, feature_cfg: FeatureConfig, model_cfg: ModelConfig) -> None:
+        super().__init__(feature_cfg, model_cfg)
+        self.project = nn.Sequential(
+            nn.Linear(musicnn.EMBEDDING_DIM, self.projection_dim), nn.ReLU(inplace=True), nn.Dropout(model_cfg.dropout)
+        )
+        rnn_cls = nn.GRU if model_cfg.rnn_type == "gru" else nn.LSTM
+        self.rnn = rnn_cls(
+            self.projection_dim,
+            model_cfg.rnn_hidden,
+            num_layers=model_cfg.rnn_layers,
+            batch_first=True,
+            bidirectional=True,
+        )
+        self.pool = AttentionPooling(2 * model_cfg.rnn_hidden, model_cfg.attention_dim)
+        self.dropout = nn.Dropout(model_cfg.dropout)
+        self.classifier = nn.Linear(2 * model_cfg.rnn_hidden, model_cfg.n_classes)
+
+    def embedding(self, log_mel: Tensor) -> Tensor:
+        """Musicnn's front + mid-end features: (B, 96, T) in dB -> (B, 753, T)."""
+        return self.musicnn.embed(self.musicnn_input(log_mel))
+
+    def head(self, embedding: Tensor) -> Tensor:
+        """Logits (B, n_classes) from mid-end features (B, 753, T)."""
+        x = self.project(embedding.float().transpose(1, 2))  # (B, T, 753) -> (B, T, 128)
+        h, _ = self.rnn(x)  # (B, T, 2 * hidden)
+        return self.classifier(self.dropout(self.pool(h)))
+
+
+class MusicnnLinear(MusicnnNet):
+    """``musicnn-linear``: frozen musicnn embedding (the 200-d penultimate layer) -> dropout -> linear.
+
+    Source: the transfer-learning baseline of Pons & Serra's musicnn examples (a linear
+    classifier on the penultimate layer). One 3 s segment gives one embedding; a track's
+    probabilities are the mean of its segments' (the issue's probe used the mean and standard
+    deviation of the embeddings over a track instead).
+
+    Shapes:
+        ``embedding``: (B, 96, T) in dB -> (B, 200); ``classify``: -> (B, n_classes).
+        Default config: 789 169 parameters, 787 159 of them pretrained and 2 010 trained.
+    """
+
+    def __init__(self, feature_cfg: FeatureConfig, model_cfg: ModelConfig) -> None:
+        super().__init__(feature_cfg, model_cfg)
+        self.dropout = nn.Dropout(model_cfg.dropout)
+        self.classifier = nn.Linear(musicnn.PENULTIMATE_DIM, model_cfg.n_classes)
+
+    def embedding(self, log_mel: Tensor) -> Tensor:
+        """The penultimate layer: (B, 96, T) in dB -> (B, 200)."""
+        return self.musicnn.penultimate(self.musicnn.embed(self.musicnn_input(log_mel)))
+
+    def head(self, embedding: Tensor) -> Tensor:
+        """Logits (B, n_classes) from embeddings (B, 200)."""
+        return self.classifier(self.dropout(embedding.float()))
+
+
 MODELS: dict[str, type[GenreNet]] = {
     "crnn-attention": CRNN,
+    "musicnn-crnn": MusicnnCRNN,
+    "musicnn-linear": MusicnnLinear,
     "choi-crnn": ChoiCRNN,
     "cnn-lstm": CNNLSTM,
     "parallel-cnn-bilstm": ParallelCNNBiLSTM,
 }
 """Architecture name -> class; the keys are :data:`crnn.config.ARCHITECTURES`."""
+
+
+def pretrained_checkpoint(cfg: PipelineConfig) -> str | None:
+    """The pretrained weights ``cfg``'s architecture starts from (``cfg.model.pretrained``), or None for none."""
+    return cfg.model.pretrained if issubclass(MODELS[cfg.model.architecture], MusicnnNet) else None
 
 
 def build_model(cfg: PipelineConfig) -> GenreNet:

@@ -12,6 +12,7 @@ from infra.tracking import DEFAULT_EXPERIMENT
 from tasks.download import download_dataset
 from tasks.evaluate import evaluate_test
 from tasks.features import compute_log_mels, plan_log_mels, summarize_log_mels
+from tasks.pretrained import prepare_pretrained
 from tasks.protocol import (
     evaluate_baseline,
     measure_scoring_speed,
@@ -46,7 +47,7 @@ def protocol_evaluation(
             trained = train_baseline(table, cache_root, cfg.features, cfg.train.seed, run_id, run_dir)
             test = evaluate_baseline(table, cache_root, trained["checkpoint"], run_id, run_dir)
         else:
-            trained = train_crnn(table, cache_root, cfg, run_id, run_dir, device)
+            trained = train_crnn(table, cache_root, cfg, run_id, run_dir, device, context["weights"])
             test = evaluate_test(table, cache_root, trained["checkpoint"], run_id, run_dir, device)
         speed = None
         if name == "cross-artist":
@@ -79,6 +80,8 @@ def protocol_flow(
     freq_mask: int = _T.freq_mask,
     time_mask: int = _T.time_mask,
     mixup_alpha: float = _T.mixup_alpha,
+    pretrained: str = _M.pretrained,
+    pretrained_lr_scale: float = _T.pretrained_lr_scale,
     seed: int = _T.seed,
     device: str = "auto",
     feature_backend: str = "auto",
@@ -109,6 +112,7 @@ def protocol_flow(
     info |= {"tracks": plan["tracks"], "cross_artist_clips": plan["cross_tracks"], "device": device}
     parent = start_protocol_run(cfg, model, info, experiment)
     context = {"info": info, "experiment": experiment, "device": device, "manifest": dataset["manifest"]}
+    context["weights"] = None if model == BASELINE else prepare_pretrained(cfg, str(work))
     try:
         results = [
             protocol_evaluation(ev, cfg, model, parent, cache_root, str(work), context) for ev in plan["evaluations"]

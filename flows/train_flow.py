@@ -14,6 +14,7 @@ from infra.tracking import DEFAULT_EXPERIMENT
 from tasks.download import download_dataset
 from tasks.evaluate import evaluate_test
 from tasks.features import compute_log_mels, plan_log_mels, summarize_log_mels
+from tasks.pretrained import prepare_pretrained
 from tasks.register import register_model
 from tasks.split import split_tracks
 from tasks.tracking import end_mlflow_run, start_mlflow_run
@@ -48,6 +49,8 @@ def train_flow(
     freq_mask: int = _T.freq_mask,
     time_mask: int = _T.time_mask,
     mixup_alpha: float = _T.mixup_alpha,
+    pretrained: str = _M.pretrained,
+    pretrained_lr_scale: float = _T.pretrained_lr_scale,
     seed: int = _T.seed,
     device: str = "auto",
     feature_backend: str = "auto",
@@ -73,10 +76,11 @@ def train_flow(
         device=unmapped(device),
     )
     features = summarize_log_mels(planned, chunks, feature_backend, device)
+    weights = prepare_pretrained(cfg, str(work))
     run_id = start_mlflow_run(cfg, source, experiment, split_info, dataset, features, device)
     run_dir = str(work / "runs" / run_id)
     try:
-        trained = train_crnn(split_info["table"], str(work / "features"), cfg, run_id, run_dir, device)
+        trained = train_crnn(split_info["table"], str(work / "features"), cfg, run_id, run_dir, device, weights)
         metrics = evaluate_test(
             split_info["table"], str(work / "features"), trained["checkpoint"], run_id, run_dir, device
         )

@@ -29,3 +29,33 @@ def confusion_matrix_png(confusion: np.ndarray, labels: Sequence[str], path: str
     fig.savefig(path)
     plt.close(fig)
     return Path(path)
+
+
+def reliability_png(bins: Sequence, path: str | Path, title: str) -> Path:
+    """Reliability diagram from :func:`crnn.calibration.reliability` bins: accuracy per confidence bin against the diagonal.
+
+    Bar width is the bin, bar height its accuracy; the dots mark the bins' mean confidence and
+    the numbers their example counts. A calibrated model's bars meet the diagonal.
+    """
+    fig, ax = plt.subplots(figsize=(5.5, 5), dpi=110)
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfect calibration")
+    filled = [b for b in bins if b.count]
+    ax.bar(
+        [b.low for b in filled],
+        [b.accuracy for b in filled],
+        width=[b.high - b.low for b in filled],
+        align="edge",
+        edgecolor="black",
+        color="tab:blue",
+        alpha=0.7,
+        label="accuracy",
+    )
+    ax.scatter([b.confidence for b in filled], [b.accuracy for b in filled], color="tab:red", zorder=3, s=12)
+    for b in filled:
+        ax.text((b.low + b.high) / 2, min(b.accuracy + 0.02, 0.97), str(b.count), ha="center", fontsize=7)
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="top probability (confidence)", ylabel="accuracy", title=title)
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)

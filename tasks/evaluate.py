@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from prefect import task
 
 from crnn import GENRES
+from crnn.calibration import expected_calibration_error, reliability, selective_accuracy
 from crnn.evaluate import TrackEvaluation, evaluate_tracks
 from crnn.inference import load_checkpoint
+from crnn.scoring import UNCERTAIN_BELOW
 from crnn.train import resolve_device
 from infra import plots, tracking
 from tasks import task_logger
@@ -30,6 +33,16 @@ def per_genre_table(report) -> pd.DataFrame:
     )
 
 
+def calibration_metrics(probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """``test/ece``, and at scoring's default threshold ``test/selective_accuracy`` (tags written) and ``test/uncertain_share``."""
+    selective, uncertain = selective_accuracy(probs, labels, UNCERTAIN_BELOW)
+    return {
+        "test/ece": expected_calibration_error(probs, labels),
+        "test/selective_accuracy": selective,
+        "test/uncertain_share": uncertain,
+    }
+
+
 @task(name="evaluate-test")
 def evaluate_test(
     split_table: str, cache_root: str, checkpoint: str, run_id: str, out_dir: str, device: str = "auto"
@@ -42,7 +55,7 @@ def evaluate_test(
 
 
 def log_evaluation(result: TrackEvaluation, ids: list[str], labels: list[int], run_id: str, out_dir: str) -> dict:
-    """Log ``test/*`` metrics (track and segment accuracy, macro-F1, per-genre precision/recall), the confusion matrix and reports."""
+    """Log ``test/*`` metrics (accuracy, macro-F1, calibration, per-genre precision/recall), confusion matrix, reliability diagram, reports."""
     if len(result.scored) < len(ids):
         task_logger().warning("skipped %d test tracks shorter than min_segment_s", len(ids) - len(result.scored))
     track, segment = result.track, result.segment
@@ -54,6 +67,7 @@ def log_evaluation(result: TrackEvaluation, ids: list[str], labels: list[int], r
         "test/segment_accuracy": segment.accuracy,
         "test/segment_macro_f1": segment.macro_f1,
     }
+    metrics |= calibration_metrics(result.probs, np.asarray(labels))
     metrics |= {f"test/precision/{g}": float(p) for g, p in zip(GENRES, track.precision)}
     metrics |= {f"test/recall/{g}": float(r) for g, r in zip(GENRES, track.recall)}
     tracking.log_metrics(run_id, metrics)
@@ -65,13 +79,23 @@ def log_evaluation(result: TrackEvaluation, ids: list[str], labels: list[int], r
         out / "confusion_matrix.png",
         f"test tracks (n={len(labels)}), accuracy {track.accuracy:.1%}",
     )
+    diagram = plots.reliability_png(
+        reliability(result.probs, np.asarray(labels)),
+        out / "reliability_diagram.png",
+        f"test tracks (n={len(labels)}), ECE {metrics['test/ece']:.3f}",
+    )
     per_genre_table(track).to_csv(out / "per_genre_report.csv", index=False)
     preds = pd.DataFrame(
-        {"track_id": ids, "true": [GENRES[y] for y in labels], "predicted": [GENRES[p] for p in track_pred]}
+        {
+            "track_id": ids,
+            "true": [GENRES[y] for y in labels],
+            "predicted": [GENRES[p] for p in track_pred],
+            "probability": result.probs.max(axis=1).round(4),
+        }
     )
     preds.to_csv(out / "test_predictions.csv", index=False)
     (out / "test_metrics.json").write_text(json.dumps(metrics, indent=2))
-    for f in (png, out / "per_genre_report.csv", out / "test_predictions.csv", out / "test_metrics.json"):
+    for f in (png, diagram, out / "per_genre_report.csv", out / "test_predictions.csv", out / "test_metrics.json"):
         tracking.log_artifact(run_id, f, "evaluation")
     task_logger().info(
         "test: track accuracy %.3f, macro-F1 %.3f, segment accuracy %.3f (%d tracks)",

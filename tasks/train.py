@@ -19,9 +19,18 @@ from tasks.features import load_split_features
 
 @task(name="train-crnn")
 def train_crnn(
-    split_table: str, cache_root: str, cfg: PipelineConfig, run_id: str, out_dir: str, device: str = "auto"
+    split_table: str,
+    cache_root: str,
+    cfg: PipelineConfig,
+    run_id: str,
+    out_dir: str,
+    device: str = "auto",
+    pretrained_weights: str | None = None,
 ) -> dict:
-    """Train on the train split with early stopping on val; log ``train/*``, ``val/*`` per epoch; return the checkpoint path."""
+    """Train on the train split with early stopping on val; log ``train/*``, ``val/*`` per epoch; return the checkpoint path.
+
+    ``pretrained_weights`` (from prepare-pretrained-weights) is loaded into the model first.
+    """
     tracking.configure_tracking()
     logger = task_logger()
     dev = resolve_device(device)
@@ -31,6 +40,8 @@ def train_crnn(
     train_set = SegmentDataset(train_x, train_y, cfg.features, jitter=True)
     val_set = SegmentDataset(val_x, val_y, cfg.features)
     model = build_model(cfg)
+    if pretrained_weights:
+        model.load_pretrained(pretrained_weights)
     tracking.log_params(
         run_id,
         {
@@ -74,7 +85,11 @@ def train_crnn(
     tracking.log_params(run_id, {f"train.result.{k}": v for k, v in summary.items()})
     tracking.log_metrics(
         run_id,
-        {"best/val_loss": result.best_metrics["val/loss"], "best/val_accuracy": result.best_metrics["val/accuracy"]},
+        {
+            "best/val_loss": result.best_metrics["val/loss"],
+            "best/val_accuracy": result.best_metrics["val/accuracy"],
+            "calibration/temperature": result.temperature,
+        },
     )
     logger.info("training done in %.1f s; best epoch %d", seconds, result.best_epoch)
     return {"checkpoint": str(checkpoint), "parameters": count_parameters(model), **summary}

@@ -106,6 +106,8 @@ NON_DEFAULTS = {
     "freq_mask": 0,
     "time_mask": 5,
     "mixup_alpha": 0.0,
+    "pretrained": "MTT_musicnn",
+    "pretrained_lr_scale": 0.1,
     "seed": 11,
 }
 

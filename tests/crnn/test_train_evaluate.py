@@ -137,7 +137,9 @@ def test_fit_learns_separable_tones(tmp_path: Path) -> None:
         states.append(copy.deepcopy(model.state_dict()))
 
     ckpt = tmp_path / "ckpt" / "best.pt"
-    cfg = TrainConfig(epochs=6, batch_size=8, learning_rate=1e-2, patience=6, seed=0, freq_mask=0, time_mask=0)
+    cfg = TrainConfig(
+        epochs=6, batch_size=8, learning_rate=1e-2, patience=6, seed=0, freq_mask=0, time_mask=0, calibrate=False
+    )  # calibration only sets the temperature: tests/crnn/test_calibration.py
     result = fit(model, train, val, cfg, device=CPU, checkpoint_path=ckpt, on_epoch_end=on_epoch_end)
 
     assert [e for e, _ in calls] == list(range(1, len(result.history) + 1))
@@ -205,7 +207,9 @@ def test_fit_restores_best_weights_when_later_epochs_are_worse(tmp_path: Path) -
     train, val = train_val(swap_val=True)
     model = tiny_model()
     states: list[dict] = []
-    cfg = TrainConfig(epochs=3, batch_size=8, learning_rate=1e-2, patience=5, seed=0, freq_mask=0, time_mask=0)
+    cfg = TrainConfig(
+        epochs=3, batch_size=8, learning_rate=1e-2, patience=5, seed=0, freq_mask=0, time_mask=0, calibrate=False
+    )
     result = fit(
         model,
         train,

@@ -11,11 +11,22 @@ from crnn.config import ARCHITECTURE_FEATURES, ARCHITECTURES, FeatureConfig, Pip
 from crnn.inference import checkpoint_state, load_checkpoint
 from crnn.models import CRNN, tile_frames
 from crnn.train import save_checkpoint
-from crnn.zoo import CNNLSTM, MODELS, ChoiCRNN, ParallelCNNBiLSTM, build_model
+from crnn.zoo import (
+    CNNLSTM,
+    MODELS,
+    ChoiCRNN,
+    MusicnnCRNN,
+    MusicnnLinear,
+    ParallelCNNBiLSTM,
+    build_model,
+    pretrained_checkpoint,
+)
 
 EXPECTED = {
     # architecture: (class, input (n_mels, frames), parameters)
     "crnn-attention": (CRNN, (96, 129), 263_339),
+    "musicnn-crnn": (MusicnnCRNN, (96, 188), 967_778),
+    "musicnn-linear": (MusicnnLinear, (96, 188), 789_169),
     "choi-crnn": (ChoiCRNN, (96, 1365), 146_154),
     "cnn-lstm": (CNNLSTM, (64, 173), 1_605_568),
     "parallel-cnn-bilstm": (ParallelCNNBiLSTM, (128, 129), 1_808_506),
@@ -65,6 +76,8 @@ def test_unknown_architecture_is_a_clear_error() -> None:
     [
         ("choi-crnn", {"n_mels": 64}, "n_mels must be 96"),
         ("cnn-lstm", {"n_mels": 12}, "at least 16 x 16"),
+        ("musicnn-crnn", {"sample_rate": 22050}, "needs musicnn's features"),
+        ("musicnn-linear", {"n_mels": 128}, "needs musicnn's features"),
         ("parallel-cnn-bilstm", {"segment_s": 0.3, "overlap_s": 0.1, "min_segment_s": 0.2}, "at least 16 x 16"),
     ],
 )
@@ -117,3 +130,40 @@ def test_architecture_is_a_flattened_param() -> None:
     flat = flatten(PipelineConfig.from_options(architecture="choi-crnn").to_dict())
     assert flat["model.architecture"] == "choi-crnn" and flat["features.sample_rate"] == 12000
     assert dataclasses.fields(PipelineConfig().model)[0].name == "architecture"
+
+
+def test_only_musicnn_models_start_from_pretrained_weights_and_the_option_picks_the_checkpoint() -> None:
+    assert pretrained_checkpoint(PipelineConfig.from_options(architecture="musicnn-crnn")) == "MSD_musicnn"
+    mtt = PipelineConfig.from_options(architecture="musicnn-linear", pretrained="MTT_musicnn")
+    assert pretrained_checkpoint(mtt) == "MTT_musicnn"
+    assert pretrained_checkpoint(PipelineConfig.from_options(architecture="crnn-attention")) is None
+    with pytest.raises(ValueError, match="pretrained must be one of MSD_musicnn, MTT_musicnn, got 'VGGish'"):
+        PipelineConfig.from_options(architecture="musicnn-crnn", pretrained="VGGish")
+
+
+@pytest.mark.parametrize("architecture", ["musicnn-crnn", "musicnn-linear"])
+def test_musicnn_model_is_level_invariant_and_frozen_by_default(architecture: str) -> None:
+    torch.manual_seed(0)
+    model = build_model(PipelineConfig.from_options(architecture=architecture)).eval()
+    x = torch.randn(2, 96, 188) * 10 - 30
+    with torch.inference_mode():
+        torch.testing.assert_close(model.classify(x), model.classify(x - 12.0), atol=1e-4, rtol=1e-4)
+    assert model.frozen_embedding and not any(p.requires_grad for p in model.pretrained_parameters())
+    model.train()
+    assert not model.musicnn.training and model.classifier.training  # frozen layers stay in eval mode
+    model.set_frozen(False)
+    model.train()
+    assert model.musicnn.training and all(p.requires_grad for p in model.pretrained_parameters())
+
+
+def test_musicnn_checkpoint_round_trip_keeps_pretrained_weights_and_temperature(tmp_path) -> None:
+    torch.manual_seed(0)
+    cfg = PipelineConfig.from_options(architecture="musicnn-linear")
+    model = build_model(cfg).eval()
+    model.temperature.fill_(1.7)
+    save_checkpoint(checkpoint_state(model, cfg), tmp_path / "m.pt")
+    loaded, _ = load_checkpoint(tmp_path / "m.pt")  # no converted weights needed: they are in the state dict
+    x = torch.randn(3, 96, 188) - 20
+    with torch.inference_mode():
+        torch.testing.assert_close(loaded.classify(x), model.classify(x))
+    assert float(loaded.temperature) == pytest.approx(1.7)
