@@ -30,6 +30,13 @@ Source = Annotated[
         help="HTTPS/HTTP archive URL (default: public GTZAN mirror, SHA-256 pinned), s3://bucket/key, local .tar.gz/.zip, or a local folder."
     ),
 ]
+Sha256 = Annotated[
+    str,
+    typer.Option(
+        help="Expected SHA-256 (64 hex digits) of a --source archive; empty: none (GTZAN_URL is pinned). Without one, "
+        "an interrupted download restarts from byte 0."
+    ),
+]
 WorkDir = Annotated[Path, typer.Option(help="Folder for downloads, manifests, the log-mel cache and checkpoints.")]
 Dask = Annotated[
     str | None,
@@ -69,7 +76,7 @@ MixupAlpha = Annotated[
 ]
 
 
-def _fetch_with_progress(source: str, work_dir: Path) -> Path:
+def _fetch_with_progress(source: str, work_dir: Path, sha256: str = "") -> Path:
     """Download/extract ``source`` with a progress bar (a no-op for folders and cached archives)."""
     with Progress(
         "[progress.description]{task.description}",
@@ -82,17 +89,17 @@ def _fetch_with_progress(source: str, work_dir: Path) -> Path:
     ) as bar:
         job = bar.add_task(f"fetching {source}", total=None)
         return fetch_dataset(
-            source, work_dir, progress=lambda done, total: bar.update(job, completed=done, total=total)
+            source, work_dir, sha256=sha256, progress=lambda done, total: bar.update(job, completed=done, total=total)
         )
 
 
 @app.command()
-def download(source: Source = GTZAN_URL, work_dir: WorkDir = Path("work")) -> None:
+def download(source: Source = GTZAN_URL, work_dir: WorkDir = Path("work"), sha256: Sha256 = "") -> None:
     """Fetch a GTZAN copy, verify it, and write its manifest (track id, genre, path, duration, sample rate, SHA-256) and exclusion list."""
     from flows.download_flow import download_flow
 
-    _fetch_with_progress(source, work_dir)
-    result = download_flow(source=source, work_dir=str(work_dir))
+    _fetch_with_progress(source, work_dir, sha256)
+    result = download_flow(source=source, work_dir=str(work_dir), sha256=sha256)
     console.print(
         f"[green]{result['n_tracks']} tracks[/], {result['n_excluded']} excluded; manifest: {result['manifest']}"
     )
@@ -101,6 +108,7 @@ def download(source: Source = GTZAN_URL, work_dir: WorkDir = Path("work")) -> No
 @app.command()
 def train(
     source: Source = GTZAN_URL,
+    sha256: Sha256 = "",
     work_dir: WorkDir = Path("work"),
     split: Annotated[
         str,
@@ -155,7 +163,7 @@ def train(
     from flows.runners import task_runner
     from flows.train_flow import FEATURE_THREADS, train_flow
 
-    _fetch_with_progress(source, work_dir)
+    _fetch_with_progress(source, work_dir, sha256)
     run = train_flow.with_options(task_runner=task_runner(FEATURE_THREADS, dask)) if dask else train_flow
     result = run(work_dir=str(work_dir), **params)
     test, reg = result["test"], result["registry"]
