@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +46,65 @@ class AudioInfo:
     sample_rate: int
     channels: int
     duration_s: float
+
+
+UNKNOWN_CHUNK_SIZE = 0xFFFFFFFF
+"""RIFF or data size written by streaming encoders that did not know the length ("read to the end")."""
+
+
+@dataclass(frozen=True)
+class WavLayout:
+    """What a RIFF/WAVE file's header states about its size, next to the file's real size.
+
+    Attributes:
+        file_bytes: the file's size (in bytes).
+        riff_bytes: the RIFF chunk size of the header (the file should be ``riff_bytes + 8`` bytes).
+        data_offset: where the ``data`` samples start (in bytes), or ``None`` when there is no data chunk.
+        data_bytes: the ``data`` chunk size of the header (in bytes), or ``None``.
+        block_align: bytes per frame (all channels), or ``None`` without a ``fmt `` chunk.
+    """
+
+    file_bytes: int
+    riff_bytes: int
+    data_offset: int | None
+    data_bytes: int | None
+    block_align: int | None
+
+    @property
+    def streaming(self) -> bool:
+        """The header leaves the RIFF or data size unknown (0xFFFFFFFF)."""
+        return UNKNOWN_CHUNK_SIZE in (self.riff_bytes, self.data_bytes)
+
+    @property
+    def missing_data_bytes(self) -> int:
+        """Bytes of the data chunk its header promises beyond the end of the file (0: all present)."""
+        if self.data_offset is None or self.data_bytes is None or self.streaming:
+            return 0
+        return max(0, self.data_offset + self.data_bytes - self.file_bytes)
+
+
+def wav_layout(path: str | Path) -> WavLayout | None:
+    """Read the chunk sizes of a RIFF/WAVE header, or ``None`` when ``path`` is not a RIFF/WAVE file.
+
+    Raises:
+        OSError: the file cannot be read.
+    """
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        size = os.fstat(f.fileno()).st_size
+        riff_bytes, pos, block_align = struct.unpack("<I", head[4:8])[0], 12, None
+        while pos + 8 <= size:
+            f.seek(pos)
+            chunk_id, chunk_bytes = struct.unpack("<4sI", f.read(8))
+            fmt = f.read(14) if chunk_id == b"fmt " else b""
+            if len(fmt) == 14:
+                block_align = struct.unpack("<H", fmt[12:14])[0] or None
+            elif chunk_id == b"data":
+                return WavLayout(size, riff_bytes, pos + 8, chunk_bytes, block_align)
+            pos += 8 + chunk_bytes + (chunk_bytes & 1)
+    return WavLayout(size, riff_bytes, None, None, block_align)
 
 
 def audio_info(path: str | Path) -> AudioInfo:
@@ -102,7 +163,25 @@ def _decode_libsndfile(path: str | Path, max_duration_s: float | None) -> tuple[
         raise AudioDecodeError(
             path, f"truncated: the header promises {frames / native_sr:.1f} s, {data.shape[0] / native_sr:.1f} s decode"
         )
+    _check_wav_complete(path, native_sr)
     return data, native_sr
+
+
+def _check_wav_complete(path: str | Path, native_sr: int) -> None:
+    """Raise when a WAV's data chunk holds less than SHORT_READ_FRACTION of what its header promises.
+
+    libsndfile quietly shortens such a file to the bytes present, so its frame count cannot tell.
+    """
+    try:
+        layout = wav_layout(path)
+    except OSError as exc:
+        raise AudioDecodeError(path, f"cannot read ({exc})") from exc
+    if layout is None or not layout.missing_data_bytes or not layout.block_align:
+        return
+    promised = layout.data_bytes / layout.block_align / native_sr
+    present = (layout.data_bytes - layout.missing_data_bytes) / layout.block_align / native_sr
+    if present < SHORT_READ_FRACTION * promised:
+        raise AudioDecodeError(path, f"truncated: the header promises {promised:.1f} s, {present:.1f} s decode")
 
 
 def _magic(path: str | Path) -> bytes:

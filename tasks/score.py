@@ -198,9 +198,16 @@ def score_chunk(
 
 
 @task(name="write-genre-tags")
-def write_genre_tags(output_dir: str, model: dict, run_id: str, mode: str) -> dict:
-    """Write (or, in ``dry-run`` mode, report) the genre tag of every confidently scored local file of this run's library."""
+def write_genre_tags(output_dir: str, model: dict, run_id: str, mode: str, library: list[str]) -> dict:
+    """Write (or, in ``dry-run`` mode, report) the genre tag of every confidently scored local file of this run's library.
+
+    Temporary copies a killed run left are removed first (``write`` mode); one file's error is recorded
+    as its ``tag_status`` and the others are still tagged.
+    """
     logger = task_logger()
+    if mode == "write":
+        for stale in tags.remove_stale_copies(library):
+            logger.warning("removed %s, a temporary copy left by an interrupted tag run", stale)
     counts: Counter[str] = Counter()
     with LibraryStore(store_path(output_dir)) as store:
         for row in store.results(model_version=model["version"], seen_run=run_id):
@@ -209,29 +216,36 @@ def write_genre_tags(output_dir: str, model: dict, run_id: str, mode: str) -> di
             value = tags.GENRE_TAG_VALUES[row["genre"]]
             if row["tag_status"] == f"written: {value}":
                 continue
-            status = _tag_one(row, value, mode)
-            if status.startswith("written"):
-                path = Path(row["path"])
-                st = path.stat()
-                store.update_identity(row["path"], model["version"], st.st_size, st.st_mtime_ns, file_sha256(path))
+            try:
+                status = _tag_one(row, value, mode, library)
+                if status.startswith("written"):
+                    path = Path(row["path"])
+                    st = path.stat()
+                    sha256 = file_sha256(path)
+                    store.update_identity(row["path"], model["version"], st.st_size, st.st_mtime_ns, sha256)
+            except Exception as exc:  # noqa: BLE001 - one file never stops the others
+                status = f"failed: {type(exc).__name__}: {exc}"
+                logger.error("%s: tagging %s", row["path"], status)
             store.set_tag_status(row["path"], model["version"], status)
             counts[status.split(":")[0]] += 1
     logger.info("genre tags (%s): %s", mode, dict(counts))
     return dict(counts)
 
 
-def _tag_one(row: dict, value: str, mode: str) -> str:
+def _tag_one(row: dict, value: str, mode: str, library: list[str]) -> str:
     if row["path"].startswith("s3://"):
         return "skipped: S3 objects are not tagged"
     if row["uncertain"]:
         return f"skipped: uncertain ({row['probability']:.2f})"
+    roots = [r for r in library if not r.startswith("s3://")]
     try:
+        tags.check_writable(Path(row["path"]).resolve(), roots)  # also in dry-run: report what write would refuse
         current = tags.read_genre(row["path"])
         if current == value:
             return f"written: {value}"  # already carries it
         if mode == "dry-run":
             return f"dry-run: would write {value} (now: {current or 'none'})"
-        return f"written: {tags.write_genre(row['path'], row['genre'])}"
+        return f"written: {tags.write_genre(row['path'], row['genre'], roots=roots)}"
     except (tags.TagError, OSError) as exc:
         return f"skipped: {exc}"
 

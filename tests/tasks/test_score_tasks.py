@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -84,3 +85,49 @@ def test_too_short_audio_is_a_recorded_failure(write_tone, model, tmp_path) -> N
     with LibraryStore(out / "library.sqlite") as store:
         (row,) = store.results()
     assert row["status"] == "failed" and "shorter than min_segment_s" in row["reason"]
+
+
+def test_tag_writing_refuses_unsafe_files_and_goes_on_after_an_error(write_tone, model, tmp_path, monkeypatch) -> None:
+    """Streaming WAV, hardlink and symlink out of the library are skipped with a reason; an error is recorded."""
+    import struct
+
+    from infra import tags
+
+    music = tmp_path / "music"
+    for name in ("good", "stream", "hard", "boom"):
+        write_tone(f"music/{name}.wav", 330.0, seconds=2.0)
+    data = bytearray((music / "stream.wav").read_bytes())
+    data[4:8] = struct.pack("<I", 0xFFFFFFFF)  # streaming header: RIFF size unknown
+    (music / "stream.wav").write_bytes(bytes(data))
+    (tmp_path / "elsewhere").mkdir()
+    os.link(music / "hard.wav", tmp_path / "elsewhere" / "hard.wav")
+    outside = write_tone("elsewhere/target.wav", 330.0, seconds=2.0)
+    (music / "link.wav").symlink_to(outside)
+    stale = music / ".good.tagging-ab12cd_9.wav"
+    stale.write_bytes(b"left by a killed run")
+    before = {p: p.read_bytes() for p in (music / "stream.wav", outside, music / "hard.wav")}
+
+    real_write = tags.write_genre
+
+    def flaky(path, genre, **kw):
+        if Path(path).name == "boom.wav":
+            raise RuntimeError("disk on fire")
+        return real_write(path, genre, **kw)
+
+    monkeypatch.setattr(tags, "write_genre", flaky)
+    out = tmp_path / "scores"
+    planned = _plan(music, out, model)
+    confident = OPTIONS | {"uncertain_below": 0.0}
+    score.score_chunk.fn(planned["chunks"][0], model, str(out), planned["run_id"], confident, "cpu")
+    counts = score.write_genre_tags.fn(str(out), model, planned["run_id"], "write", [str(music)])
+
+    with LibraryStore(out / "library.sqlite") as store:
+        status = {Path(r["path"]).name: r["tag_status"] for r in store.results()}
+    assert status["good.wav"].startswith("written: ")
+    assert "unknown size" in status["stream.wav"] and status["stream.wav"].startswith("skipped")
+    assert "hardlinked (2 links)" in status["hard.wav"]
+    assert "outside the library" in status["link.wav"]
+    assert status["boom.wav"] == "failed: RuntimeError: disk on fire"
+    assert counts == {"written": 1, "skipped": 3, "failed": 1}
+    assert all(p.read_bytes() == b for p, b in before.items())
+    assert (music / "hard.wav").stat().st_nlink == 2 and not stale.exists()
