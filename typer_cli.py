@@ -17,6 +17,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColu
 from rich.table import Table
 
 from crnn.config import ARCHITECTURES, BASELINE, ModelConfig, SplitConfig, TrainConfig
+from infra.redact import redact
 from infra.sources import GTZAN_URL, fetch_dataset
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -87,7 +88,7 @@ def _fetch_with_progress(source: str, work_dir: Path, sha256: str = "") -> Path:
         console=console,
         transient=True,
     ) as bar:
-        job = bar.add_task(f"fetching {source}", total=None)
+        job = bar.add_task(f"fetching {redact(source)}", total=None)
         return fetch_dataset(
             source, work_dir, sha256=sha256, progress=lambda done, total: bar.update(job, completed=done, total=total)
         )

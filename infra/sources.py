@@ -26,6 +26,7 @@ import urllib3
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from crnn.audio import file_sha256
+from infra.redact import RedactFilter, redact
 
 GTZAN_URL = "https://huggingface.co/datasets/marsyas/gtzan/resolve/main/data/genres.tar.gz"
 GTZAN_SHA256 = "24347e0223d2ba798e0a558c4c172d9d4a19c00bb7963fe055d183dadb4ef2c6"  # genres.tar.gz, as torchaudio pins
@@ -33,6 +34,7 @@ GTZAN_SHA256 = "24347e0223d2ba798e0a558c4c172d9d4a19c00bb7963fe055d183dadb4ef2c6
 Progress = Callable[[int, int | None], None]
 
 logger = logging.getLogger(__name__)
+logger.addFilter(RedactFilter())  # source URLs may carry user:password@ or signed query parameters
 
 _ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
 _MARKER = ".extraction-complete"
@@ -72,7 +74,13 @@ RATIO_FLOOR_BYTES = 1 << 20
 
 
 class DatasetSourceError(Exception):
-    """A dataset source could not be fetched, verified or extracted; the message names source and reason."""
+    """A dataset source could not be fetched, verified or extracted; the message names source and reason.
+
+    Credentials in the message (URL userinfo, signed query parameters) are redacted.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact(str(message)))
 
 
 class CorruptArchiveError(DatasetSourceError):

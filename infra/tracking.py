@@ -15,6 +15,8 @@ from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
+from infra.redact import redact
+
 log = logging.getLogger(__name__)
 
 DEFAULT_EXPERIMENT = "genre-crnn"
@@ -73,7 +75,7 @@ def _run_exists(client: MlflowClient, run_id: str) -> bool:
 
 
 def start_run(experiment: str, run_name: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
-    """Create a run (or adopt ``$MLFLOW_RUN_ID``, set by ``mlflow run``), log ``params`` and ``tags``; return its id."""
+    """Create a run (or adopt ``$MLFLOW_RUN_ID``, set by ``mlflow run``), log ``params`` (redacted) and ``tags``; return its id."""
     client = MlflowClient()
     all_tags = dict(tags)
     if commit := git_commit():
@@ -83,7 +85,7 @@ def start_run(experiment: str, run_name: str, params: Mapping[str, Any], tags: M
         client.set_tag(run_id, "mlflow.runName", run_name)
     else:
         run_id = client.create_run(ensure_experiment(experiment), run_name=run_name).info.run_id
-    items = [Param(k, str(v)) for k, v in params.items()]
+    items = [Param(k, redact(str(v))) for k, v in params.items()]  # e.g. data.source with user:password@
     for i in range(0, len(items), 100):
         client.log_batch(
             run_id, params=items[i : i + 100], tags=[RunTag(k, v) for k, v in all_tags.items()] if i == 0 else []
@@ -100,7 +102,7 @@ def log_metrics(run_id: str, metrics: Mapping[str, float], step: int | None = No
 
 def log_params(run_id: str, params: Mapping[str, Any]) -> None:
     """Log extra params to the run."""
-    MlflowClient().log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
+    MlflowClient().log_batch(run_id, params=[Param(k, redact(str(v))) for k, v in params.items()])
 
 
 def set_tags(run_id: str, tags: Mapping[str, str]) -> None:
@@ -125,7 +127,9 @@ def log_split_datasets(run_id: str, table_csv: str | Path, source: str) -> dict[
     df = pd.read_csv(table_csv)
     inputs, digests = [], {}
     for split, part in df.groupby("split"):
-        ds = mlflow.data.from_pandas(part.reset_index(drop=True), source=source, name=f"gtzan-{split}", targets="genre")
+        ds = mlflow.data.from_pandas(
+            part.reset_index(drop=True), source=redact(source), name=f"gtzan-{split}", targets="genre"
+        )
         inputs.append(DatasetInput(ds._to_mlflow_entity(), tags=[InputTag(MLFLOW_DATASET_CONTEXT, str(split))]))
         digests[str(split)] = ds.digest
     MlflowClient().log_inputs(run_id, datasets=inputs)

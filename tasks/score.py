@@ -24,6 +24,7 @@ from crnn.train import resolve_device
 from infra import registry, results, tags, tracking
 from infra.library import LibraryFile, local_copy, scan_library, unsupported_reason
 from infra.library_store import FAILED, SCORED, STORE_NAME, LibraryStore, plan
+from infra.redact import redact
 from tasks import task_logger
 
 _FILE_FIELDS = tuple(f.name for f in fields(LibraryFile))
@@ -279,7 +280,7 @@ def export_results(
         outputs += results.publish(outputs, out, results_uri)
     summary = {
         "run_id": run_id,
-        "library": library,
+        "library": [redact(r) for r in library],
         "model_uri": model["uri"],
         "model_version": model["version"],
         "files": planned["files"],

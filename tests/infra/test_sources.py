@@ -71,7 +71,7 @@ class _RangeHandler(BaseHTTPRequestHandler):
                     self.wfile.write(b"\0" * 65536)
             except OSError:  # the client hung up
                 return
-        path = srv.root / self.path.lstrip("/")
+        path = srv.root / self.path.split("?")[0].lstrip("/")
         if not path.is_file():
             self.send_error(HTTPStatus.NOT_FOUND)
             return
@@ -475,3 +475,18 @@ def test_malformed_sha256_is_refused(tmp_path):
     archive = _tar_gz(tmp_path / "genres.tar.gz", {WAV_NAME: b"x"})
     with pytest.raises(DatasetSourceError, match="64 hex digits"):
         fetch_dataset(str(archive), tmp_path / "cache", sha256="abc")
+
+
+def test_credentials_in_the_url_are_never_logged_or_raised(tmp_path, http_server, served_archive, caplog):
+    """userinfo and a token in the URL are redacted in log lines and in error messages."""
+    url, _ = served_archive
+    secret_url = url.replace("http://", "http://reader:S3cretPW@") + "?token=t0psecret"
+    with caplog.at_level("INFO", logger="infra.sources"):
+        out = fetch_dataset(secret_url, tmp_path / "cache")
+        with pytest.raises(DatasetSourceError) as err:
+            fetch_dataset(secret_url.replace("genres.tar.gz", "missing.tar.gz"), tmp_path / "cache")
+    assert (out / WAV_NAME).is_file()
+    assert "404" in str(err.value) and "***@127.0.0.1" in str(err.value)
+    for text in (caplog.text, str(err.value)):
+        assert "S3cretPW" not in text and "t0psecret" not in text
+    assert "Downloaded http://***@127.0.0.1" in caplog.text
