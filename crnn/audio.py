@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,10 @@ LIBSNDFILE_EXTENSIONS = frozenset(
 FFMPEG_EXTENSIONS = frozenset({".m4a", ".mp4", ".aac"})
 """Suffixes libsndfile cannot read (MPEG-4 audio/AAC), decoded by FFmpeg through PyAV."""
 AUDIO_EXTENSIONS = LIBSNDFILE_EXTENSIONS | FFMPEG_EXTENSIONS
+MIN_SAMPLE_RATE = 4000
+"""Lowest native sample rate (in Hz) a file may declare; below it the header is taken to be broken."""
+MAX_SAMPLE_RATE = 768_000
+"""Highest native sample rate (in Hz) a file may declare."""
 SHORT_READ_FRACTION = 0.95
 """A file whose decodable audio is shorter than this share of what its header promises is truncated."""
 
@@ -107,16 +112,57 @@ def wav_layout(path: str | Path) -> WavLayout | None:
     return WavLayout(size, riff_bytes, None, None, block_align)
 
 
+def non_regular_reason(path: str | Path) -> str | None:
+    """Why ``path`` (symlinks followed) must not be opened: a FIFO, device, socket or folder; else ``None``.
+
+    Only ``stat`` is called, so a FIFO without a writer cannot hang the caller. A missing file gives
+    ``None`` (opening it reports that).
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    kinds = {stat.S_ISFIFO: "a FIFO", stat.S_ISCHR: "a character device", stat.S_ISBLK: "a block device"}
+    kinds |= {stat.S_ISSOCK: "a socket", stat.S_ISDIR: "a folder"}
+    kind = next((name for test, name in kinds.items() if test(mode)), "not a regular file")
+    return f"not a regular file ({kind}); not opened"
+
+
+def _check_openable(path: str | Path) -> None:
+    if reason := non_regular_reason(path):
+        raise AudioDecodeError(path, reason)
+
+
+def _check_sample_rate(path: str | Path, sample_rate: int) -> None:
+    if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
+        raise AudioDecodeError(
+            path, f"implausible sample rate {sample_rate} Hz (expected {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz)"
+        )
+
+
+def _libsndfile_reason(exc: Exception) -> str:
+    """The message of libsndfile, reworded when it only means "no format it knows" (it blames pipes for MP3)."""
+    text = str(exc)
+    if "possibly a pipe" in text or "Format not recognised" in text:
+        return "not a decodable audio file (libsndfile recognises no audio format in it)"
+    return text
+
+
 def audio_info(path: str | Path) -> AudioInfo:
     """Read the header of ``path`` without decoding the samples.
 
     Raises:
-        AudioDecodeError: the file is missing, empty or not a readable audio format.
+        AudioDecodeError: the file is missing, empty, not a regular file, not a readable audio
+            format, or declares a sample rate outside [MIN_SAMPLE_RATE, MAX_SAMPLE_RATE].
     """
+    _check_openable(path)
     try:
         info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
-        raise AudioDecodeError(path, f"unreadable header ({exc})") from exc
+        raise AudioDecodeError(path, f"unreadable header: {_libsndfile_reason(exc)}") from exc
+    _check_sample_rate(path, info.samplerate)
     if info.frames <= 0:
         raise AudioDecodeError(path, "zero-length audio")
     return AudioInfo(info.samplerate, info.channels, info.frames / info.samplerate)
@@ -135,8 +181,10 @@ def load_audio(path: str | Path, sample_rate: int, *, max_duration_s: float | No
         Samples in [-1, 1], float32, shape (time,), at ``sample_rate`` Hz.
 
     Raises:
-        AudioDecodeError: unreadable, truncated, zero-length or non-finite audio.
+        AudioDecodeError: not a regular file (checked before opening), unreadable, truncated,
+            zero-length or non-finite audio, or an implausible sample rate.
     """
+    _check_openable(path)
     decode = _decode_ffmpeg if Path(path).suffix.lower() in FFMPEG_EXTENSIONS else _decode_libsndfile
     data, native_sr = decode(path, max_duration_s)
     if data.shape[0] == 0:
@@ -155,10 +203,11 @@ def _decode_libsndfile(path: str | Path, max_duration_s: float | None) -> tuple[
     try:
         with sf.SoundFile(str(path)) as f:
             native_sr = f.samplerate
+            _check_sample_rate(path, native_sr)
             frames = f.frames if max_duration_s is None else min(f.frames, int(max_duration_s * native_sr))
             data = f.read(frames, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
-        raise AudioDecodeError(path, f"cannot decode as {kind} ({exc})") from exc
+        raise AudioDecodeError(path, f"cannot decode as {kind}: {_libsndfile_reason(exc)}") from exc
     if frames > 0 and data.shape[0] < SHORT_READ_FRACTION * frames:
         raise AudioDecodeError(
             path, f"truncated: the header promises {frames / native_sr:.1f} s, {data.shape[0] / native_sr:.1f} s decode"
@@ -200,6 +249,7 @@ def _decode_ffmpeg(path: str | Path, max_duration_s: float | None) -> tuple[np.n
                 raise AudioDecodeError(path, "no audio stream")
             stream = container.streams.audio[0]
             native_sr = stream.codec_context.sample_rate
+            _check_sample_rate(path, native_sr)
             limit = None if max_duration_s is None else int(max_duration_s * native_sr)
             to_float = av.AudioResampler(format="fltp")  # planar float32, native layout and rate
             blocks, n = [], 0

@@ -16,7 +16,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
 from crnn import GENRES
-from crnn.audio import AudioDecodeError, file_sha256
+from crnn.audio import AudioDecodeError, file_sha256, non_regular_reason
 from crnn.inference import load_checkpoint
 from crnn.models import GenreNet
 from crnn.scoring import TooShortError, TrackPrediction, decode_for, prefetch, score_waveform
@@ -116,6 +116,8 @@ def _prepare(
     if reason := unsupported_reason(file):
         return Prepared(FAILED, reason=reason)
     local = local_copy(file, cache_dir)
+    if reason := non_regular_reason(local):  # replaced by a FIFO or device since it was listed
+        return Prepared(FAILED, reason=reason)
     try:
         sha256 = file_sha256(local)
         if sha256 == hints.get("known_sha256"):

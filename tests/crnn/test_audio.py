@@ -1,7 +1,9 @@
-"""Decoding guards of crnn.audio on tiny synthetic files: truncated and streaming WAV headers."""
+"""Decoding guards of crnn.audio on tiny synthetic files: truncated and streaming WAV headers, FIFOs and
+devices, implausible sample rates, text files with audio suffixes."""
 
 from __future__ import annotations
 
+import os
 import struct
 from pathlib import Path
 
@@ -9,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from crnn.audio import AudioDecodeError, load_audio, wav_layout
+from crnn.audio import AudioDecodeError, audio_info, load_audio, non_regular_reason, wav_layout
 
 
 def _wav(path: Path, seconds: float, sample_rate: int = 8000) -> Path:
@@ -66,3 +68,46 @@ def test_wav_layout_of_other_files(tmp_path: Path) -> None:
     layout = wav_layout(_wav(tmp_path / "ok.wav", 1.0))
     assert (layout.missing_data_bytes, layout.block_align, layout.streaming) == (0, 2, False)
     assert layout.riff_bytes + 8 == layout.file_bytes
+
+
+def _rate_wav(path: Path, sample_rate: int) -> Path:
+    """A 1 s WAV whose header then claims ``sample_rate`` Hz (byte rate left as it was)."""
+    data = bytearray(_wav(path, 1.0).read_bytes())
+    data[24:28] = struct.pack("<I", sample_rate)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_fifo_and_device_fail_before_opening(tmp_path: Path) -> None:
+    """A FIFO (which would block on open) and a symlink to /dev/zero fail at once, naming what they are."""
+    fifo = tmp_path / "song.wav"
+    os.mkfifo(fifo)
+    zero = tmp_path / "zero.flac"
+    zero.symlink_to("/dev/zero")
+    for path, kind in ((fifo, "a FIFO"), (zero, "a character device")):
+        assert non_regular_reason(path) == f"not a regular file ({kind}); not opened"
+        for read in (audio_info, lambda p: load_audio(p, 8000)):
+            with pytest.raises(AudioDecodeError, match=kind):
+                read(path)
+    assert non_regular_reason(tmp_path / "missing.wav") is None
+    assert non_regular_reason(_wav(tmp_path / "ok.wav", 0.1)) is None
+
+
+@pytest.mark.parametrize("sample_rate", [1, 3999, 768_001])
+def test_implausible_sample_rate_fails(tmp_path: Path, sample_rate: int) -> None:
+    """A header claiming 1 Hz (or any rate outside 4-768 kHz) fails with the rate in the reason."""
+    path = _rate_wav(tmp_path / "odd.wav", sample_rate)
+    for read in (audio_info, lambda p: load_audio(p, 8000, max_duration_s=None)):
+        with pytest.raises(AudioDecodeError, match=f"implausible sample rate {sample_rate} Hz"):
+            read(path)
+
+
+@pytest.mark.parametrize("name", ["notes.mp3", "notes.wav", "notes.flac"])
+def test_text_file_with_an_audio_suffix(tmp_path: Path, name: str) -> None:
+    """A text file named like audio is "not a decodable audio file", not a missing file or a pipe."""
+    path = tmp_path / name
+    path.write_text("these are my notes, not a song\n" * 20)
+    for read in (audio_info, lambda p: load_audio(p, 8000)):
+        with pytest.raises(AudioDecodeError, match="not a decodable audio file") as err:
+            read(path)
+        assert "pipe" not in err.value.reason and "does not exist" not in err.value.reason

@@ -131,3 +131,26 @@ def test_tag_writing_refuses_unsafe_files_and_goes_on_after_an_error(write_tone,
     assert counts == {"written": 1, "skipped": 3, "failed": 1}
     assert all(p.read_bytes() == b for p, b in before.items())
     assert (music / "hard.wav").stat().st_nlink == 2 and not stale.exists()
+
+
+def test_fifo_device_text_and_1_hz_files_are_failed_rows(write_tone, model, tmp_path) -> None:
+    """Non-regular files fail before opening, a 1 Hz header and a text .mp3 fail with their reasons; none hangs."""
+    import struct
+
+    music = tmp_path / "music"
+    write_tone("music/ok.wav", 330.0, seconds=2.0)
+    os.mkfifo(music / "pipe.flac")
+    (music / "zero.wav").symlink_to("/dev/zero")
+    (music / "notes.mp3").write_text("not a song\n" * 50)
+    slow = bytearray(write_tone("music/slow.wav", 330.0, seconds=2.0).read_bytes())
+    slow[24:28] = struct.pack("<I", 1)
+    (music / "slow.wav").write_bytes(bytes(slow))
+    out = tmp_path / "scores"
+    planned = _plan(music, out, model)
+    assert _chunk(planned, out, model) == {"scored": 1, "failed": 4}
+    with LibraryStore(out / "library.sqlite") as store:
+        reasons = {Path(r["path"]).name: r["reason"] for r in store.results()}
+    assert reasons["pipe.flac"] == "not a regular file (a FIFO); not opened"
+    assert reasons["zero.wav"] == "not a regular file (a character device); not opened"
+    assert "not a decodable audio file" in reasons["notes.mp3"]
+    assert "implausible sample rate 1 Hz" in reasons["slow.wav"]
