@@ -19,7 +19,7 @@ from crnn import GENRES
 from crnn.audio import AudioDecodeError, file_sha256, non_regular_reason
 from crnn.inference import load_checkpoint
 from crnn.models import GenreNet
-from crnn.scoring import TooShortError, TrackPrediction, decode_for, prefetch, score_waveform
+from crnn.scoring import SilentError, TooShortError, TrackPrediction, decode_for, prefetch, score_waveform
 from crnn.train import resolve_device
 from infra import registry, results, tags, tracking
 from infra.library import LibraryFile, local_copy, scan_library, unsupported_reason
@@ -149,10 +149,10 @@ def prediction_row(p: TrackPrediction) -> dict:
 
 
 def _score_one(net: GenreNet, prepared: Prepared, options: dict) -> dict:
-    """The row to record for a decoded file: its prediction, or a failure when it is too short."""
+    """The row to record for a decoded file: its prediction, or a failure when it is too short or silent."""
     try:
         return prediction_row(score_waveform(net, prepared.waveform, prepared.truncated, **options))
-    except TooShortError as exc:
+    except (TooShortError, SilentError) as exc:
         return {"status": FAILED, "reason": str(exc)}
 
 

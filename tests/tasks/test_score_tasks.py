@@ -154,3 +154,35 @@ def test_fifo_device_text_and_1_hz_files_are_failed_rows(write_tone, model, tmp_
     assert reasons["zero.wav"] == "not a regular file (a character device); not opened"
     assert "not a decodable audio file" in reasons["notes.mp3"]
     assert "implausible sample rate 1 Hz" in reasons["slow.wav"]
+
+
+def test_silence_and_dc_files_fail_as_silent_and_are_never_tagged(write_tone, model, tmp_path) -> None:
+    """Generated silence, near-silence and DC fail with reason `silent`; a tone and noise are scored and tagged."""
+    import numpy as np
+    import soundfile as sf
+
+    music, rate = tmp_path / "music", 44100
+    music.mkdir()
+    n = 2 * rate
+    rng = np.random.default_rng(0)
+    signals = {
+        "silence.wav": np.zeros(n),
+        "hush.flac": rng.normal(0, 3e-5, n),
+        "dc.wav": np.full(n, 0.25),
+        "noise.wav": rng.uniform(-0.3, 0.3, n),
+    }
+    for name, y in signals.items():
+        sf.write(music / name, y.astype(np.float32), rate, subtype="PCM_24")
+    write_tone("music/tone.wav", 440.0, seconds=2.0)
+    out = tmp_path / "scores"
+    planned = _plan(music, out, model)
+    confident = OPTIONS | {"uncertain_below": 0.0}
+    score.score_chunk.fn(planned["chunks"][0], model, str(out), planned["run_id"], confident, "cpu")
+    score.write_genre_tags.fn(str(out), model, planned["run_id"], "write", [str(music)])
+    with LibraryStore(out / "library.sqlite") as store:
+        rows = {Path(r["path"]).name: r for r in store.results()}
+    for name in ("silence.wav", "hush.flac", "dc.wav"):
+        assert rows[name]["status"] == "failed" and rows[name]["reason"].startswith("silent"), name
+        assert rows[name]["genre"] is None and rows[name]["tag_status"] is None, name
+    for name in ("noise.wav", "tone.wav"):
+        assert rows[name]["status"] == "scored" and rows[name]["tag_status"].startswith("written"), name
