@@ -163,7 +163,9 @@ def train(
     params = {k: v for k, v in locals().items() if k not in ("work_dir", "dask")}
     from flows.runners import task_runner
     from flows.train_flow import FEATURE_THREADS, train_flow
+    from infra.tracking import configure_tracking
 
+    configure_tracking()  # a tracking URI that cannot work fails now, not after download, split and features
     _fetch_with_progress(source, work_dir, sha256)
     run = train_flow.with_options(task_runner=task_runner(FEATURE_THREADS, dask)) if dask else train_flow
     result = run(work_dir=str(work_dir), **params)
@@ -245,8 +247,10 @@ def protocol(
     The k-fold figure is artist-confounded (GTZAN is ordered by artist); choose models by the cross-artist one.
     """
     from flows.protocol_flow import protocol_flow
+    from infra.tracking import configure_tracking
 
     params = {k: v for k, v in locals().items() if k != "work_dir"}
+    configure_tracking()  # a tracking URI that cannot work fails before any work
     s = protocol_flow(work_dir=str(work_dir), **params)
     console.print(
         f"[bold]{model}[/] (parent run {s['run_id']}): cross-artist accuracy {s['cross_artist/accuracy']:.3f}, "

@@ -279,6 +279,7 @@ def _download_s3(uri: str, final: Path, sha256: str | None, progress: Progress |
     if not bucket or not key:
         raise DatasetSourceError(f"{uri}: expected s3://bucket/key")
     part = final.with_name(final.name + ".part")
+    client = None
     try:
         client = boto3.client("s3")
         size = client.head_object(Bucket=bucket, Key=key)["ContentLength"]
@@ -298,8 +299,27 @@ def _download_s3(uri: str, final: Path, sha256: str | None, progress: Progress |
         client.download_file(bucket, key, str(part), Callback=_on_bytes)
     except (BotoCoreError, ClientError) as exc:
         part.unlink(missing_ok=True)
-        raise DatasetSourceError(f"{uri}: S3 download failed: {exc}") from exc
+        raise DatasetSourceError(f"{uri}: {_s3_problem(client, bucket, key, exc)}") from exc
     return _finish(part, final, sha256, uri)
+
+
+def _s3_problem(client, bucket: str, key: str, exc: Exception) -> str:
+    """Say whether the bucket or the key is missing (a HEAD answers a bare 404 for both), or access is denied."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    code = str(exc.response.get("Error", {}).get("Code", "")) if isinstance(exc, ClientError) else ""
+    if code in ("403", "AccessDenied", "Forbidden"):
+        return f"access denied to s3://{bucket}/{key} (check the credentials and the bucket policy): {exc}"
+    if code not in ("404", "NoSuchKey", "NoSuchBucket", "NotFound"):
+        return f"S3 download failed: {exc}"
+    try:
+        client.head_bucket(Bucket=bucket)
+    except ClientError as bucket_exc:
+        if str(bucket_exc.response.get("Error", {}).get("Code", "")) in ("404", "NoSuchBucket", "NotFound"):
+            return f"S3 bucket {bucket!r} does not exist (at this endpoint)"
+    except BotoCoreError:
+        pass
+    return f"S3 bucket {bucket!r} has no object {key!r}"
 
 
 def _extract(archive: Path, root: Path, source: str, limits: SourceLimits) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import subprocess
@@ -29,15 +30,51 @@ _USER_REGISTRY_URI = os.environ.get("MLFLOW_REGISTRY_URI")
 # would return whatever the previous configure_tracking call chose.
 
 
+class TrackingConfigError(RuntimeError):
+    """The tracking or registry URI cannot work here (e.g. its database driver is not installed)."""
+
+
+_DB_DRIVERS = {
+    "postgresql+psycopg2": "psycopg2",
+    "postgresql+psycopg": "psycopg",
+    "postgresql+pg8000": "pg8000",
+    "mysql": "MySQLdb",
+    "mysql+mysqldb": "MySQLdb",
+    "mysql+pymysql": "pymysql",
+    "mssql+pyodbc": "pyodbc",
+}
+"""SQLAlchemy URI scheme -> the Python module it needs."""
+
+
+def normalize_store_uri(uri: str) -> str:
+    """``postgresql://`` and ``postgres://`` become ``postgresql+psycopg2://`` (the driver installed); others are kept.
+
+    Raises:
+        TrackingConfigError: the URI names a database driver that is not installed.
+    """
+    scheme, sep, rest = uri.partition("://")
+    if sep and scheme.lower() in ("postgresql", "postgres"):
+        uri, scheme = f"postgresql+psycopg2://{rest}", "postgresql+psycopg2"
+    module = _DB_DRIVERS.get(scheme.lower()) if sep else None
+    if module and importlib.util.find_spec(module) is None:
+        raise TrackingConfigError(f"{redact(uri)}: the database driver {module!r} is not installed")
+    return uri
+
+
 def configure_tracking(tracking_uri: str | None = None) -> str:
     """Point MLflow at ``tracking_uri``, else ``$MLFLOW_TRACKING_URI``, else ``./mlflow.db`` (SQLite).
 
     Returns the URI in use. The embedded default needs no server; its artifacts go to
-    ``./mlartifacts`` (see :func:`ensure_experiment`).
+    ``./mlartifacts`` (see :func:`ensure_experiment`). Database URIs are normalised and their
+    driver checked by :func:`normalize_store_uri`, so a bad one fails here, before any work.
+
+    Raises:
+        TrackingConfigError: the tracking or registry URI needs a driver that is not installed.
     """
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path('mlflow.db').resolve()}"
+    uri = normalize_store_uri(uri)
     mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(_USER_REGISTRY_URI or uri)
+    mlflow.set_registry_uri(normalize_store_uri(_USER_REGISTRY_URI) if _USER_REGISTRY_URI else uri)
     return uri
 
 

@@ -490,3 +490,12 @@ def test_credentials_in_the_url_are_never_logged_or_raised(tmp_path, http_server
     for text in (caplog.text, str(err.value)):
         assert "S3cretPW" not in text and "t0psecret" not in text
     assert "Downloaded http://***@127.0.0.1" in caplog.text
+
+
+def test_s3_missing_bucket_and_missing_key_are_told_apart(tmp_path, s3):
+    """A missing bucket and a missing key in an existing bucket give different messages (moto's store is shared)."""
+    s3.create_bucket(Bucket="datasets")
+    with pytest.raises(DatasetSourceError, match="S3 bucket 'nobucket' does not exist"):
+        fetch_dataset("s3://nobucket/genres.tar.gz", tmp_path / "cache")
+    with pytest.raises(DatasetSourceError, match="S3 bucket 'datasets' has no object 'gtzan/absent.tar.gz'"):
+        fetch_dataset("s3://datasets/gtzan/absent.tar.gz", tmp_path / "cache")

@@ -43,3 +43,37 @@ def test_source_credentials_never_reach_params_or_datasets(mlflow_store, tmp_pat
     sources = [d.dataset.source for d in run.inputs.dataset_inputs]
     assert len(sources) == 2 and all("S3cretPW" not in s and "deadbeef" not in s for s in sources)
     assert all("example.org/genres.tar.gz" in s for s in sources)
+
+
+def test_postgresql_uri_uses_the_installed_driver(monkeypatch) -> None:
+    """postgresql:// (which would look for psycopg) becomes postgresql+psycopg2://, tracking and registry."""
+    monkeypatch.setattr(tracking, "_USER_REGISTRY_URI", None)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    uri = tracking.configure_tracking("postgresql://mlflow:pw@db:5432/mlflow")
+    assert uri == "postgresql+psycopg2://mlflow:pw@db:5432/mlflow"
+    assert mlflow.get_tracking_uri() == mlflow.get_registry_uri() == uri
+    assert tracking.normalize_store_uri("postgres://db/x") == "postgresql+psycopg2://db/x"
+    for kept in ("sqlite:///x.db", "http://127.0.0.1:5000", "postgresql+psycopg2://db/x"):
+        assert tracking.normalize_store_uri(kept) == kept
+    mlflow.set_tracking_uri(None)
+
+
+def test_missing_driver_fails_before_any_work(monkeypatch, tmp_path) -> None:
+    """A database URI whose driver is not installed fails in `train` before the source is even read."""
+    import pytest
+    from typer.testing import CliRunner
+
+    from typer_cli import app
+
+    monkeypatch.setattr(tracking, "_USER_REGISTRY_URI", None)
+    monkeypatch.setitem(tracking._DB_DRIVERS, "postgresql+psycopg2", "no_such_driver_module")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "postgresql://mlflow:S3cret@db/mlflow")
+    with pytest.raises(tracking.TrackingConfigError, match="'no_such_driver_module' is not installed") as err:
+        tracking.configure_tracking()
+    assert "S3cret" not in str(err.value)
+    result = CliRunner().invoke(
+        app, ["train", "--source", str(tmp_path / "missing"), "--work-dir", str(tmp_path / "w")]
+    )
+    assert isinstance(result.exception, tracking.TrackingConfigError)
+    assert not (tmp_path / "w").exists()
+    mlflow.set_tracking_uri(None)
