@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import socket
 import subprocess
 import time
 from collections.abc import Mapping
@@ -111,19 +112,58 @@ def _run_exists(client: MlflowClient, run_id: str) -> bool:
     return True
 
 
+OWNER_HOST_TAG, OWNER_PID_TAG = "genre_crnn.host", "genre_crnn.pid"
+"""Tags naming the process that runs an MLflow run, so a later run can tell a killed one."""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. EPERM: the pid exists, owned by someone else
+        return True
+    return True
+
+
+def end_stale_runs(experiment_id: str) -> list[str]:
+    """Mark KILLED the RUNNING runs of ``experiment_id`` whose process (on this host) is gone; return their ids.
+
+    A training killed by SIGKILL or a power cut never ends its run; this is called when the next one starts.
+    Runs of other hosts, and runs without the owner tags, are left alone.
+    """
+    client, host, ended = MlflowClient(), socket.gethostname(), []
+    for run in client.search_runs([experiment_id], "attributes.status = 'RUNNING'", max_results=1000):
+        owner_host, owner_pid = run.data.tags.get(OWNER_HOST_TAG), run.data.tags.get(OWNER_PID_TAG, "")
+        if owner_host == host and owner_pid.isdigit() and not _alive(int(owner_pid)):
+            client.set_tag(run.info.run_id, "genre_crnn.end_reason", f"process {owner_pid} was gone")
+            client.set_terminated(run.info.run_id, "KILLED")
+            log.warning(
+                "MLflow run %s was left RUNNING by process %s, now gone: marked KILLED", run.info.run_id, owner_pid
+            )
+            ended.append(run.info.run_id)
+    return ended
+
+
 def start_run(experiment: str, run_name: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
-    """Create a run (or adopt ``$MLFLOW_RUN_ID``, set by ``mlflow run``), log ``params`` (redacted) and ``tags``; return its id."""
+    """Create a run (or adopt ``$MLFLOW_RUN_ID``, set by ``mlflow run``), log ``params`` (redacted) and ``tags``; return its id.
+
+    Runs of this experiment left RUNNING by a process that is gone are first marked KILLED (:func:`end_stale_runs`).
+    """
     client = MlflowClient()
-    all_tags = dict(tags)
+    all_tags = dict(tags) | {OWNER_HOST_TAG: socket.gethostname(), OWNER_PID_TAG: str(os.getpid())}
     if commit := git_commit():
         all_tags["mlflow.source.git.commit"] = commit
     run_id = os.environ.get("MLFLOW_RUN_ID")
-    if run_id and _run_exists(client, run_id):
+    adopted = bool(run_id) and _run_exists(client, run_id)
+    experiment_id = client.get_run(run_id).info.experiment_id if adopted else ensure_experiment(experiment)
+    end_stale_runs(experiment_id)
+    if adopted:
         client.set_tag(run_id, "mlflow.runName", run_name)
     else:
-        run_id = client.create_run(ensure_experiment(experiment), run_name=run_name).info.run_id
+        run_id = client.create_run(experiment_id, run_name=run_name).info.run_id
     items = [Param(k, redact(str(v))) for k, v in params.items()]  # e.g. data.source with user:password@
-    for i in range(0, len(items), 100):
+    for i in range(0, max(len(items), 1), 100):  # one batch at least: the tags go with the first
         client.log_batch(
             run_id, params=items[i : i + 100], tags=[RunTag(k, v) for k, v in all_tags.items()] if i == 0 else []
         )

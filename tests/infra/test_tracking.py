@@ -77,3 +77,26 @@ def test_missing_driver_fails_before_any_work(monkeypatch, tmp_path) -> None:
     assert isinstance(result.exception, tracking.TrackingConfigError)
     assert not (tmp_path / "w").exists()
     mlflow.set_tracking_uri(None)
+
+
+def test_a_run_left_running_by_a_dead_process_is_marked_killed(mlflow_store) -> None:
+    """The next run ends runs whose owner process is gone; live or foreign runs are left RUNNING."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from mlflow.tracking import MlflowClient
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tracking.start_run("unit", "killed", {}, {})
+    alive = tracking.start_run("unit", "still-training", {}, {})
+    foreign = tracking.start_run("unit", "other-host", {}, {})
+    client = MlflowClient()
+    client.set_tag(stale, tracking.OWNER_PID_TAG, dead.stdout.strip())
+    client.set_tag(foreign, tracking.OWNER_PID_TAG, dead.stdout.strip())
+    client.set_tag(foreign, tracking.OWNER_HOST_TAG, socket.gethostname() + "-elsewhere")
+    fresh = tracking.start_run("unit", "next", {}, {})
+    status = {r: client.get_run(r).info.status for r in (stale, alive, foreign, fresh)}
+    assert status == {stale: "KILLED", alive: "RUNNING", foreign: "RUNNING", fresh: "RUNNING"}
+    assert client.get_run(fresh).data.tags[tracking.OWNER_PID_TAG] == str(os.getpid())
