@@ -194,8 +194,24 @@ def load_audio(path: str | Path, sample_rate: int, *, max_duration_s: float | No
     return to_mono_resampled(data, native_sr, sample_rate)
 
 
+DECODE_BLOCK_FRAMES = 1 << 16
+"""Frames decoded at a time; each block is mixed to mono at once, so all channels are never held together."""
+
+
+def _read_mono(f: sf.SoundFile, frames: int) -> np.ndarray:
+    """Up to ``frames`` frames of ``f`` mixed to mono, float32, shape (time,), read block by block."""
+    blocks, n = [], 0
+    while n < frames:
+        block = f.read(min(DECODE_BLOCK_FRAMES, frames - n), dtype="float32", always_2d=True)
+        if block.shape[0] == 0:
+            break
+        blocks.append(block.mean(axis=1))  # the same numbers as mixing the whole file: rows are independent
+        n += block.shape[0]
+    return np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.float32)
+
+
 def _decode_libsndfile(path: str | Path, max_duration_s: float | None) -> tuple[np.ndarray, int]:
-    """Samples of shape (time, channels) and the native rate (in Hz), through libsndfile."""
+    """Mono samples of shape (time,) and the native rate (in Hz), through libsndfile."""
     kind = Path(path).suffix.lower() or "audio"
     if kind in (".au", ".snd") and _magic(path) != b".snd":
         # libsndfile would read a header-less .au as raw 8 kHz u-law: any bytes would "decode".
@@ -205,7 +221,7 @@ def _decode_libsndfile(path: str | Path, max_duration_s: float | None) -> tuple[
             native_sr = f.samplerate
             _check_sample_rate(path, native_sr)
             frames = f.frames if max_duration_s is None else min(f.frames, int(max_duration_s * native_sr))
-            data = f.read(frames, dtype="float32", always_2d=True)
+            data = _read_mono(f, frames)
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
         raise AudioDecodeError(path, f"cannot decode as {kind}: {_libsndfile_reason(exc)}") from exc
     if frames > 0 and data.shape[0] < SHORT_READ_FRACTION * frames:
@@ -242,7 +258,7 @@ def _magic(path: str | Path) -> bytes:
 
 
 def _decode_ffmpeg(path: str | Path, max_duration_s: float | None) -> tuple[np.ndarray, int]:
-    """Samples of shape (time, channels) and the native rate (in Hz), through FFmpeg (PyAV)."""
+    """Mono samples of shape (time,) and the native rate (in Hz), through FFmpeg (PyAV)."""
     try:
         with av.open(str(path)) as container:
             if not container.streams.audio:
@@ -255,16 +271,15 @@ def _decode_ffmpeg(path: str | Path, max_duration_s: float | None) -> tuple[np.n
             blocks, n = [], 0
             for frame in container.decode(stream):
                 for out in to_float.resample(frame):
-                    blocks.append(out.to_ndarray())  # (channels, samples)
-                    n += blocks[-1].shape[1]
+                    blocks.append(out.to_ndarray().mean(axis=0))  # (channels, samples) mixed to mono at once
+                    n += blocks[-1].shape[0]
                 if limit is not None and n >= limit:
                     break
     except (av.FFmpegError, OSError, ValueError) as exc:
         raise AudioDecodeError(path, f"cannot decode ({exc})") from exc
     if not blocks:
         raise AudioDecodeError(path, "zero-length audio")
-    data = np.concatenate(blocks, axis=1).T
-    return np.ascontiguousarray(data[:limit]), native_sr
+    return np.ascontiguousarray(np.concatenate(blocks)[:limit]), native_sr
 
 
 def to_mono_resampled(data: np.ndarray, orig_sr: int, sample_rate: int) -> np.ndarray:

@@ -111,3 +111,27 @@ def test_text_file_with_an_audio_suffix(tmp_path: Path, name: str) -> None:
         with pytest.raises(AudioDecodeError, match="not a decodable audio file") as err:
             read(path)
         assert "pipe" not in err.value.reason and "does not exist" not in err.value.reason
+
+
+@pytest.mark.parametrize("suffix", [".wav", ".flac"])
+def test_multichannel_decode_is_blockwise_and_matches_a_whole_read(tmp_path: Path, suffix: str, monkeypatch) -> None:
+    """An 8-channel file decodes to the same mono samples as mixing a whole read, without holding all channels."""
+    import tracemalloc
+
+    from crnn import audio
+
+    rate, seconds = 48000, 12.0
+    y = np.random.default_rng(4).uniform(-0.5, 0.5, (int(rate * seconds), 8)).astype(np.float32)
+    path = tmp_path / f"surround{suffix}"
+    sf.write(path, y, rate, subtype="PCM_16")
+    whole = sf.read(path, dtype="float32", always_2d=True)[0].mean(axis=1)
+    monkeypatch.setattr(audio, "DECODE_BLOCK_FRAMES", 10_000)  # many blocks, one short last block
+    tracemalloc.start()
+    try:
+        mono = load_audio(path, rate)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_array_equal(mono, whole)
+    all_channels = y.nbytes  # 18.4 MB: what a whole read holds at once
+    assert peak < 0.3 * all_channels, f"peak {peak / 1e6:.1f} MB"
