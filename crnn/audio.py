@@ -228,7 +228,8 @@ def _decode_libsndfile(path: str | Path, max_duration_s: float | None) -> tuple[
         raise AudioDecodeError(
             path, f"truncated: the header promises {frames / native_sr:.1f} s, {data.shape[0] / native_sr:.1f} s decode"
         )
-    _check_wav_complete(path, native_sr)
+    if data.shape[0]:  # no samples at all: load_audio says "zero-length audio"
+        _check_wav_complete(path, native_sr)
     return data, native_sr
 
 

@@ -197,14 +197,14 @@ def score_waveform(
         SilentError: the track is silence, near-silence or DC only (the model would label it anyway).
         TooShortError: the audio is shorter than the model's ``min_segment_s``.
     """
-    level = level_dbfs(waveform)
-    if level < silence_dbfs:
-        raise SilentError(f"silent: level {level:.1f} dBFS with the DC offset removed, under {silence_dbfs:g} dBFS")
     cfg = model.feature_cfg
     try:
         track, segments = predict_waveform(model, waveform, cfg.sample_rate)
     except ValueError as exc:  # predict_waveform's only ValueError: no segment fits
         raise TooShortError(str(exc)) from exc
+    level = level_dbfs(waveform)  # checked second: "too short" is the plainer reason for a short silent file
+    if level < silence_dbfs:
+        raise SilentError(f"silent: level {level:.1f} dBFS with the DC offset removed, under {silence_dbfs:g} dBFS")
     return summarize(track, segments, waveform.size, cfg, truncated=truncated, **options)
 
 

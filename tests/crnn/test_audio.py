@@ -135,3 +135,11 @@ def test_multichannel_decode_is_blockwise_and_matches_a_whole_read(tmp_path: Pat
     np.testing.assert_array_equal(mono, whole)
     all_channels = y.nbytes  # 18.4 MB: what a whole read holds at once
     assert peak < 0.3 * all_channels, f"peak {peak / 1e6:.1f} MB"
+
+
+def test_header_only_wav_is_zero_length_not_truncated(tmp_path: Path) -> None:
+    """A WAV cut right after its header has no samples: the plainer reason wins."""
+    path = _wav(tmp_path / "full.wav", 1.0)
+    (tmp_path / "header-only.wav").write_bytes(path.read_bytes()[:44])
+    with pytest.raises(AudioDecodeError, match="zero-length audio"):
+        load_audio(tmp_path / "header-only.wav", 8000)

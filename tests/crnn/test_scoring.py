@@ -196,10 +196,12 @@ def test_score_waveform_random_model(model) -> None:
     assert len(p.top_k) == 3
 
 
-def test_score_waveform_too_short_raises(model) -> None:
-    noise = np.random.default_rng(0).uniform(-0.3, 0.3, SR // 4).astype(np.float32)
+@pytest.mark.parametrize("kind", ["noise", "silence"])
+def test_score_waveform_too_short_raises(model, kind: str) -> None:
+    """Too short comes first, even for a silent file."""
+    waveform = np.random.default_rng(0).uniform(-0.3, 0.3, SR // 4) if kind == "noise" else np.zeros(SR // 4)
     with pytest.raises(TooShortError, match="min_segment_s"):
-        score_waveform(model, noise)
+        score_waveform(model, waveform.astype(np.float32))
 
 
 @pytest.mark.parametrize(
