@@ -55,7 +55,7 @@ def plan_scoring(
     with LibraryStore(store_path(output_dir)) as store:
         known = {} if rescore else store.identities(model["version"])
         todo, unchanged = plan(files, known, retry_failed=retry_failed)
-        store.start_run(run_id, model["uri"], model["version"], library, len(todo))
+        store.start_run(run_id, model["uri"], model["version"], [redact(r) for r in library], len(todo))
         store.mark_seen([f.path for f in files], model["version"], run_id)
     chunks = [todo[i : i + chunk_size] for i in range(0, len(todo), chunk_size)]
     task_logger().info(
