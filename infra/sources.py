@@ -404,8 +404,8 @@ def _extract_tar(archive: Path, dest: Path, source: str, limits: SourceLimits) -
             tar.extractall(dest, members=members, filter="data")
     except tarfile.FilterError as exc:
         raise DatasetSourceError(f"{source}: unsafe archive member {exc.tarinfo.name!r}: {exc}") from exc
-    except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
-        raise CorruptArchiveError(f"{source}: cannot extract {archive.name}: {exc}") from exc
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, OSError) as exc:
+        raise _extraction_error(exc, archive, source) from exc
 
 
 def _extract_zip(archive: Path, dest: Path, source: str, limits: SourceLimits) -> None:
@@ -428,8 +428,14 @@ def _extract_zip(archive: Path, dest: Path, source: str, limits: SourceLimits) -
                 total += info.file_size  # zipfile never writes more than a member's declared size
                 _check_budget(n, total, archive, source, limits)
             zf.extractall(dest)
-    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
-        raise CorruptArchiveError(f"{source}: cannot extract {archive.name}: {exc}") from exc
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, OSError) as exc:
+        raise _extraction_error(exc, archive, source) from exc
+
+
+def _extraction_error(exc: Exception, archive: Path, source: str) -> DatasetSourceError:
+    """A damaged archive (bad gzip, tar or zip data) is corrupt; a failing disk (ENOSPC, EACCES: errno set) is not."""
+    kind = DatasetSourceError if isinstance(exc, OSError) and exc.errno is not None else CorruptArchiveError
+    return kind(f"{source}: cannot extract {archive.name}: {exc}")
 
 
 def _check_tree(dest: Path, source: str, limits: SourceLimits) -> None:

@@ -499,3 +499,20 @@ def test_s3_missing_bucket_and_missing_key_are_told_apart(tmp_path, s3):
         fetch_dataset("s3://nobucket/genres.tar.gz", tmp_path / "cache")
     with pytest.raises(DatasetSourceError, match="S3 bucket 'datasets' has no object 'gtzan/absent.tar.gz'"):
         fetch_dataset("s3://datasets/gtzan/absent.tar.gz", tmp_path / "cache")
+
+
+def test_a_full_disk_does_not_discard_the_download(tmp_path, http_server, served_archive, monkeypatch):
+    """An OSError with an errno (ENOSPC) while extracting is not corruption: the downloaded archive stays cached."""
+    import errno
+
+    url, _ = served_archive
+
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tarfile.TarFile, "extractall", no_space)
+    with pytest.raises(DatasetSourceError, match="No space left") as err:
+        fetch_dataset(url, tmp_path / "cache")
+    assert not isinstance(err.value, sources.CorruptArchiveError)
+    downloads = tmp_path / "cache" / "downloads" / sources.source_slot(url)
+    assert [p.name for p in downloads.iterdir()] == ["genres.tar.gz"]
