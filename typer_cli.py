@@ -17,6 +17,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColu
 from rich.table import Table
 
 from crnn.config import ARCHITECTURES, BASELINE, PRETRAINED_CHECKPOINTS, ModelConfig, SplitConfig, TrainConfig
+from infra.redact import redact
 from infra.sources import GTZAN_URL, fetch_dataset
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -28,6 +29,13 @@ Source = Annotated[
     str,
     typer.Option(
         help="HTTPS/HTTP archive URL (default: public GTZAN mirror, SHA-256 pinned), s3://bucket/key, local .tar.gz/.zip, or a local folder."
+    ),
+]
+Sha256 = Annotated[
+    str,
+    typer.Option(
+        help="Expected SHA-256 (64 hex digits) of a --source archive; empty: none (GTZAN_URL is pinned). Without one, "
+        "an interrupted download restarts from byte 0."
     ),
 ]
 WorkDir = Annotated[Path, typer.Option(help="Folder for downloads, manifests, the log-mel cache and checkpoints.")]
@@ -81,7 +89,7 @@ PretrainedLrScale = Annotated[
 ]
 
 
-def _fetch_with_progress(source: str, work_dir: Path) -> Path:
+def _fetch_with_progress(source: str, work_dir: Path, sha256: str = "") -> Path:
     """Download/extract ``source`` with a progress bar (a no-op for folders and cached archives)."""
     with Progress(
         "[progress.description]{task.description}",
@@ -92,19 +100,19 @@ def _fetch_with_progress(source: str, work_dir: Path) -> Path:
         console=console,
         transient=True,
     ) as bar:
-        job = bar.add_task(f"fetching {source}", total=None)
+        job = bar.add_task(f"fetching {redact(source)}", total=None)
         return fetch_dataset(
-            source, work_dir, progress=lambda done, total: bar.update(job, completed=done, total=total)
+            source, work_dir, sha256=sha256, progress=lambda done, total: bar.update(job, completed=done, total=total)
         )
 
 
 @app.command()
-def download(source: Source = GTZAN_URL, work_dir: WorkDir = Path("work")) -> None:
+def download(source: Source = GTZAN_URL, work_dir: WorkDir = Path("work"), sha256: Sha256 = "") -> None:
     """Fetch a GTZAN copy, verify it, and write its manifest (track id, genre, path, duration, sample rate, SHA-256) and exclusion list."""
     from flows.download_flow import download_flow
 
-    _fetch_with_progress(source, work_dir)
-    result = download_flow(source=source, work_dir=str(work_dir))
+    _fetch_with_progress(source, work_dir, sha256)
+    result = download_flow(source=source, work_dir=str(work_dir), sha256=sha256)
     console.print(
         f"[green]{result['n_tracks']} tracks[/], {result['n_excluded']} excluded; manifest: {result['manifest']}"
     )
@@ -113,6 +121,7 @@ def download(source: Source = GTZAN_URL, work_dir: WorkDir = Path("work")) -> No
 @app.command()
 def train(
     source: Source = GTZAN_URL,
+    sha256: Sha256 = "",
     work_dir: WorkDir = Path("work"),
     split: Annotated[
         str,
@@ -168,8 +177,10 @@ def train(
     params = {k: v for k, v in locals().items() if k not in ("work_dir", "dask")}
     from flows.runners import task_runner
     from flows.train_flow import FEATURE_THREADS, train_flow
+    from infra.tracking import configure_tracking
 
-    _fetch_with_progress(source, work_dir)
+    configure_tracking()  # a tracking URI that cannot work fails now, not after download, split and features
+    _fetch_with_progress(source, work_dir, sha256)
     run = train_flow.with_options(task_runner=task_runner(FEATURE_THREADS, dask)) if dask else train_flow
     result = run(work_dir=str(work_dir), **params)
     test, reg = result["test"], result["registry"]
@@ -251,9 +262,11 @@ def protocol(
 
     The k-fold figure is artist-confounded (GTZAN is ordered by artist); choose models by the cross-artist one.
     """
-    params = {k: v for k, v in locals().items() if k != "work_dir"}  # before the import below adds a local
+    params = {k: v for k, v in locals().items() if k != "work_dir"}  # before the imports below add locals
     from flows.protocol_flow import protocol_flow
+    from infra.tracking import configure_tracking
 
+    configure_tracking()  # a tracking URI that cannot work fails before any work
     s = protocol_flow(work_dir=str(work_dir), **params)
     console.print(
         f"[bold]{model}[/] (parent run {s['run_id']}): cross-artist accuracy {s['cross_artist/accuracy']:.3f}, "

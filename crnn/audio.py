@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +21,10 @@ LIBSNDFILE_EXTENSIONS = frozenset(
 FFMPEG_EXTENSIONS = frozenset({".m4a", ".mp4", ".aac"})
 """Suffixes libsndfile cannot read (MPEG-4 audio/AAC), decoded by FFmpeg through PyAV."""
 AUDIO_EXTENSIONS = LIBSNDFILE_EXTENSIONS | FFMPEG_EXTENSIONS
+MIN_SAMPLE_RATE = 4000
+"""Lowest native sample rate (in Hz) a file may declare; below it the header is taken to be broken."""
+MAX_SAMPLE_RATE = 768_000
+"""Highest native sample rate (in Hz) a file may declare."""
 SHORT_READ_FRACTION = 0.95
 """A file whose decodable audio is shorter than this share of what its header promises is truncated."""
 
@@ -46,16 +53,116 @@ class AudioInfo:
     duration_s: float
 
 
+UNKNOWN_CHUNK_SIZE = 0xFFFFFFFF
+"""RIFF or data size written by streaming encoders that did not know the length ("read to the end")."""
+
+
+@dataclass(frozen=True)
+class WavLayout:
+    """What a RIFF/WAVE file's header states about its size, next to the file's real size.
+
+    Attributes:
+        file_bytes: the file's size (in bytes).
+        riff_bytes: the RIFF chunk size of the header (the file should be ``riff_bytes + 8`` bytes).
+        data_offset: where the ``data`` samples start (in bytes), or ``None`` when there is no data chunk.
+        data_bytes: the ``data`` chunk size of the header (in bytes), or ``None``.
+        block_align: bytes per frame (all channels), or ``None`` without a ``fmt `` chunk.
+    """
+
+    file_bytes: int
+    riff_bytes: int
+    data_offset: int | None
+    data_bytes: int | None
+    block_align: int | None
+
+    @property
+    def streaming(self) -> bool:
+        """The header leaves the RIFF or data size unknown (0xFFFFFFFF)."""
+        return UNKNOWN_CHUNK_SIZE in (self.riff_bytes, self.data_bytes)
+
+    @property
+    def missing_data_bytes(self) -> int:
+        """Bytes of the data chunk its header promises beyond the end of the file (0: all present)."""
+        if self.data_offset is None or self.data_bytes is None or self.streaming:
+            return 0
+        return max(0, self.data_offset + self.data_bytes - self.file_bytes)
+
+
+def wav_layout(path: str | Path) -> WavLayout | None:
+    """Read the chunk sizes of a RIFF/WAVE header, or ``None`` when ``path`` is not a RIFF/WAVE file.
+
+    Raises:
+        OSError: the file cannot be read.
+    """
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        size = os.fstat(f.fileno()).st_size
+        riff_bytes, pos, block_align = struct.unpack("<I", head[4:8])[0], 12, None
+        while pos + 8 <= size:
+            f.seek(pos)
+            chunk_id, chunk_bytes = struct.unpack("<4sI", f.read(8))
+            fmt = f.read(14) if chunk_id == b"fmt " else b""
+            if len(fmt) == 14:
+                block_align = struct.unpack("<H", fmt[12:14])[0] or None
+            elif chunk_id == b"data":
+                return WavLayout(size, riff_bytes, pos + 8, chunk_bytes, block_align)
+            pos += 8 + chunk_bytes + (chunk_bytes & 1)
+    return WavLayout(size, riff_bytes, None, None, block_align)
+
+
+def non_regular_reason(path: str | Path) -> str | None:
+    """Why ``path`` (symlinks followed) must not be opened: a FIFO, device, socket or folder; else ``None``.
+
+    Only ``stat`` is called, so a FIFO without a writer cannot hang the caller. A missing file gives
+    ``None`` (opening it reports that).
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    kinds = {stat.S_ISFIFO: "a FIFO", stat.S_ISCHR: "a character device", stat.S_ISBLK: "a block device"}
+    kinds |= {stat.S_ISSOCK: "a socket", stat.S_ISDIR: "a folder"}
+    kind = next((name for test, name in kinds.items() if test(mode)), "not a regular file")
+    return f"not a regular file ({kind}); not opened"
+
+
+def _check_openable(path: str | Path) -> None:
+    if reason := non_regular_reason(path):
+        raise AudioDecodeError(path, reason)
+
+
+def _check_sample_rate(path: str | Path, sample_rate: int) -> None:
+    if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
+        raise AudioDecodeError(
+            path, f"implausible sample rate {sample_rate} Hz (expected {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz)"
+        )
+
+
+def _libsndfile_reason(exc: Exception) -> str:
+    """The message of libsndfile, reworded when it only means "no format it knows" (it blames pipes for MP3)."""
+    text = str(exc)
+    if "possibly a pipe" in text or "Format not recognised" in text:
+        return "not a decodable audio file (libsndfile recognises no audio format in it)"
+    return text
+
+
 def audio_info(path: str | Path) -> AudioInfo:
     """Read the header of ``path`` without decoding the samples.
 
     Raises:
-        AudioDecodeError: the file is missing, empty or not a readable audio format.
+        AudioDecodeError: the file is missing, empty, not a regular file, not a readable audio
+            format, or declares a sample rate outside [MIN_SAMPLE_RATE, MAX_SAMPLE_RATE].
     """
+    _check_openable(path)
     try:
         info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
-        raise AudioDecodeError(path, f"unreadable header ({exc})") from exc
+        raise AudioDecodeError(path, f"unreadable header: {_libsndfile_reason(exc)}") from exc
+    _check_sample_rate(path, info.samplerate)
     if info.frames <= 0:
         raise AudioDecodeError(path, "zero-length audio")
     return AudioInfo(info.samplerate, info.channels, info.frames / info.samplerate)
@@ -74,8 +181,10 @@ def load_audio(path: str | Path, sample_rate: int, *, max_duration_s: float | No
         Samples in [-1, 1], float32, shape (time,), at ``sample_rate`` Hz.
 
     Raises:
-        AudioDecodeError: unreadable, truncated, zero-length or non-finite audio.
+        AudioDecodeError: not a regular file (checked before opening), unreadable, truncated,
+            zero-length or non-finite audio, or an implausible sample rate.
     """
+    _check_openable(path)
     decode = _decode_ffmpeg if Path(path).suffix.lower() in FFMPEG_EXTENSIONS else _decode_libsndfile
     data, native_sr = decode(path, max_duration_s)
     if data.shape[0] == 0:
@@ -85,8 +194,24 @@ def load_audio(path: str | Path, sample_rate: int, *, max_duration_s: float | No
     return to_mono_resampled(data, native_sr, sample_rate)
 
 
+DECODE_BLOCK_FRAMES = 1 << 16
+"""Frames decoded at a time; each block is mixed to mono at once, so all channels are never held together."""
+
+
+def _read_mono(f: sf.SoundFile, frames: int) -> np.ndarray:
+    """Up to ``frames`` frames of ``f`` mixed to mono, float32, shape (time,), read block by block."""
+    blocks, n = [], 0
+    while n < frames:
+        block = f.read(min(DECODE_BLOCK_FRAMES, frames - n), dtype="float32", always_2d=True)
+        if block.shape[0] == 0:
+            break
+        blocks.append(block.mean(axis=1))  # the same numbers as mixing the whole file: rows are independent
+        n += block.shape[0]
+    return np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.float32)
+
+
 def _decode_libsndfile(path: str | Path, max_duration_s: float | None) -> tuple[np.ndarray, int]:
-    """Samples of shape (time, channels) and the native rate (in Hz), through libsndfile."""
+    """Mono samples of shape (time,) and the native rate (in Hz), through libsndfile."""
     kind = Path(path).suffix.lower() or "audio"
     if kind in (".au", ".snd") and _magic(path) != b".snd":
         # libsndfile would read a header-less .au as raw 8 kHz u-law: any bytes would "decode".
@@ -94,15 +219,35 @@ def _decode_libsndfile(path: str | Path, max_duration_s: float | None) -> tuple[
     try:
         with sf.SoundFile(str(path)) as f:
             native_sr = f.samplerate
+            _check_sample_rate(path, native_sr)
             frames = f.frames if max_duration_s is None else min(f.frames, int(max_duration_s * native_sr))
-            data = f.read(frames, dtype="float32", always_2d=True)
+            data = _read_mono(f, frames)
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
-        raise AudioDecodeError(path, f"cannot decode as {kind} ({exc})") from exc
+        raise AudioDecodeError(path, f"cannot decode as {kind}: {_libsndfile_reason(exc)}") from exc
     if frames > 0 and data.shape[0] < SHORT_READ_FRACTION * frames:
         raise AudioDecodeError(
             path, f"truncated: the header promises {frames / native_sr:.1f} s, {data.shape[0] / native_sr:.1f} s decode"
         )
+    if data.shape[0]:  # no samples at all: load_audio says "zero-length audio"
+        _check_wav_complete(path, native_sr)
     return data, native_sr
+
+
+def _check_wav_complete(path: str | Path, native_sr: int) -> None:
+    """Raise when a WAV's data chunk holds less than SHORT_READ_FRACTION of what its header promises.
+
+    libsndfile quietly shortens such a file to the bytes present, so its frame count cannot tell.
+    """
+    try:
+        layout = wav_layout(path)
+    except OSError as exc:
+        raise AudioDecodeError(path, f"cannot read ({exc})") from exc
+    if layout is None or not layout.missing_data_bytes or not layout.block_align:
+        return
+    promised = layout.data_bytes / layout.block_align / native_sr
+    present = (layout.data_bytes - layout.missing_data_bytes) / layout.block_align / native_sr
+    if present < SHORT_READ_FRACTION * promised:
+        raise AudioDecodeError(path, f"truncated: the header promises {promised:.1f} s, {present:.1f} s decode")
 
 
 def _magic(path: str | Path) -> bytes:
@@ -114,28 +259,28 @@ def _magic(path: str | Path) -> bytes:
 
 
 def _decode_ffmpeg(path: str | Path, max_duration_s: float | None) -> tuple[np.ndarray, int]:
-    """Samples of shape (time, channels) and the native rate (in Hz), through FFmpeg (PyAV)."""
+    """Mono samples of shape (time,) and the native rate (in Hz), through FFmpeg (PyAV)."""
     try:
         with av.open(str(path)) as container:
             if not container.streams.audio:
                 raise AudioDecodeError(path, "no audio stream")
             stream = container.streams.audio[0]
             native_sr = stream.codec_context.sample_rate
+            _check_sample_rate(path, native_sr)
             limit = None if max_duration_s is None else int(max_duration_s * native_sr)
             to_float = av.AudioResampler(format="fltp")  # planar float32, native layout and rate
             blocks, n = [], 0
             for frame in container.decode(stream):
                 for out in to_float.resample(frame):
-                    blocks.append(out.to_ndarray())  # (channels, samples)
-                    n += blocks[-1].shape[1]
+                    blocks.append(out.to_ndarray().mean(axis=0))  # (channels, samples) mixed to mono at once
+                    n += blocks[-1].shape[0]
                 if limit is not None and n >= limit:
                     break
     except (av.FFmpegError, OSError, ValueError) as exc:
         raise AudioDecodeError(path, f"cannot decode ({exc})") from exc
     if not blocks:
         raise AudioDecodeError(path, "zero-length audio")
-    data = np.concatenate(blocks, axis=1).T
-    return np.ascontiguousarray(data[:limit]), native_sr
+    return np.ascontiguousarray(np.concatenate(blocks)[:limit]), native_sr
 
 
 def to_mono_resampled(data: np.ndarray, orig_sr: int, sample_rate: int) -> np.ndarray:

@@ -25,9 +25,31 @@ R = TypeVar("R")
 UNCERTAIN_BELOW = 0.5
 """Default confidence threshold: a track whose top probability is below it is ``uncertain`` (not tagged)."""
 
+SILENCE_DBFS = -60.0
+"""A track whose level with its DC offset removed is below this (in dBFS) is silent and not scored."""
+
 
 class TooShortError(ValueError):
     """The audio is shorter than the model's ``min_segment_s``: there is no segment to score."""
+
+
+class SilentError(ValueError):
+    """The audio is digital silence, near-silence or a constant (DC) level: there is no music to label."""
+
+
+def level_dbfs(waveform: np.ndarray) -> float:
+    """RMS level of a waveform with its mean (DC offset) removed.
+
+    Args:
+        waveform: samples in [-1, 1], shape (time,).
+
+    Returns:
+        Level in dBFS (0 for a full-scale square wave); ``-inf`` for a constant or empty waveform.
+    """
+    if waveform.size == 0:
+        return float("-inf")
+    rms = float(np.sqrt(np.var(waveform)))
+    return 20.0 * float(np.log10(rms)) if rms > 0 else float("-inf")
 
 
 @dataclass(frozen=True)
@@ -157,16 +179,25 @@ def decode_for(model: GenreNet, path: str | Path, max_duration_s: float | None) 
     return waveform, False
 
 
-def score_waveform(model: GenreNet, waveform: np.ndarray, truncated: bool = False, **options) -> TrackPrediction:
+def score_waveform(
+    model: GenreNet,
+    waveform: np.ndarray,
+    truncated: bool = False,
+    *,
+    silence_dbfs: float = SILENCE_DBFS,
+    **options,
+) -> TrackPrediction:
     """Predict one decoded track (see :func:`decode_for`) and summarise it.
 
     Args:
         model: a :class:`crnn.models.GenreNet` in eval mode.
         waveform: samples in [-1, 1], shape (time,), at ``model.feature_cfg.sample_rate`` Hz.
         truncated: passed through to the result.
+        silence_dbfs: a track below this level (in dBFS, DC offset removed) is not scored.
         **options: ``top_k``, ``uncertain_below``, ``timeline`` of :func:`summarize`.
 
     Raises:
+        SilentError: the track is silence, near-silence or DC only (the model would label it anyway).
         TooShortError: the audio is shorter than the model's ``min_segment_s``.
     """
     cfg = model.feature_cfg
@@ -174,6 +205,9 @@ def score_waveform(model: GenreNet, waveform: np.ndarray, truncated: bool = Fals
         track, segments = predict_waveform(model, waveform, cfg.sample_rate)
     except ValueError as exc:  # predict_waveform's only ValueError: no segment fits
         raise TooShortError(str(exc)) from exc
+    level = level_dbfs(waveform)  # checked second: "too short" is the plainer reason for a short silent file
+    if level < silence_dbfs:
+        raise SilentError(f"silent: level {level:.1f} dBFS with the DC offset removed, under {silence_dbfs:g} dBFS")
     return summarize(track, segments, waveform.size, cfg, truncated=truncated, **options)
 
 

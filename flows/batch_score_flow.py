@@ -50,5 +50,5 @@ def batch_score_flow(
         device=unmapped(device),
     )
     if tags != "off":
-        write_genre_tags(output_dir, model, planned["run_id"], tags, wait_for=[chunks])
+        write_genre_tags(output_dir, model, planned["run_id"], tags, library, wait_for=[chunks])
     return export_results(output_dir, model, planned, chunks, library, parquet, results_uri, wait_for=[chunks])

@@ -9,6 +9,6 @@ from tasks.download import download_dataset
 
 
 @flow(name="download-flow")
-def download_flow(source: str = GTZAN_URL, work_dir: str = "work") -> dict:
-    """Return the dataset folder, manifest and exclusion CSV paths and counts."""
-    return download_dataset(source, work_dir)
+def download_flow(source: str = GTZAN_URL, work_dir: str = "work", sha256: str = "") -> dict:
+    """Return the dataset folder, manifest and exclusion CSV paths and counts (``sha256``: the archive's digest)."""
+    return download_dataset(source, work_dir, sha256)

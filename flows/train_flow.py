@@ -23,13 +23,14 @@ from tasks.train import train_crnn
 _M, _T, _S = ModelConfig(), TrainConfig(), SplitConfig()
 FEATURE_THREADS = 2
 """compute-log-mels tasks that run at once in the flow's process (without Dask)."""
-RUN_OPTIONS = frozenset({"source", "work_dir", "device", "feature_backend", "experiment", "model_name"})
+RUN_OPTIONS = frozenset({"source", "sha256", "work_dir", "device", "feature_backend", "experiment", "model_name"})
 """train-flow parameters that are not part of the frozen :class:`PipelineConfig`."""
 
 
 @flow(name="train-flow", log_prints=True, task_runner=task_runner(FEATURE_THREADS))
 def train_flow(
     source: str = GTZAN_URL,
+    sha256: str = "",
     work_dir: str = "work",
     split: str = _S.method,
     val_fraction: float = _S.val_fraction,
@@ -65,7 +66,7 @@ def train_flow(
     options = {k: v for k, v in locals().items() if k not in RUN_OPTIONS}
     cfg = PipelineConfig.from_options(**options)  # every other parameter is a config field
     work = Path(work_dir)
-    dataset = download_dataset(source, str(work))
+    dataset = download_dataset(source, str(work), sha256)
     split_info = split_tracks(dataset["manifest"], cfg.split, str(Path(dataset["manifest"]).parent))
     planned = plan_log_mels(split_info["table"], cfg.features, str(work / "features"))
     chunks = compute_log_mels.map(

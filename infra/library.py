@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from crnn.audio import AUDIO_EXTENSIONS
+from crnn.audio import AUDIO_EXTENSIONS, non_regular_reason
 
 
 class LibraryError(Exception):
@@ -27,6 +27,7 @@ class LibraryFile:
         mtime_ns: modification time (in ns since the epoch; S3: LastModified).
         etag: S3 ETag (a content hash for single-part uploads); ``None`` for local files.
         broken: a symlink whose target is missing (size and mtime are the link's own).
+        special: why the file (symlinks followed) is never opened: a FIFO, device or socket; else ``None``.
     """
 
     path: str
@@ -34,6 +35,7 @@ class LibraryFile:
     mtime_ns: int
     etag: str | None = None
     broken: bool = False
+    special: str | None = None
 
     @property
     def suffix(self) -> str:
@@ -54,6 +56,8 @@ def unsupported_reason(file: LibraryFile) -> str | None:
     """Why ``file`` cannot be scored before decoding it (suffix, empty file), or ``None``."""
     if file.broken:
         return "broken symlink: its target does not exist"
+    if file.special:
+        return file.special
     if file.suffix not in AUDIO_EXTENSIONS:
         return (
             f"unsupported format {file.suffix or '(no suffix)'}: expected one of {' '.join(sorted(AUDIO_EXTENSIONS))}"
@@ -67,6 +71,8 @@ def scan_library(roots: Sequence[str]) -> list[LibraryFile]:
     """Every file under ``roots`` (local folders or ``s3://bucket/prefix``), recursively, sorted by path.
 
     Hidden files and folders (names starting with ``.``, e.g. macOS ``._*`` and ``.DS_Store``) are left out.
+    FIFOs, devices and sockets (or symlinks to them) are listed with ``special`` set, so they get a
+    failed row without ever being opened.
 
     Raises:
         LibraryError: a root does not exist or cannot be listed.
@@ -95,6 +101,8 @@ def _scan_local(root: Path) -> Iterator[LibraryFile]:
                 continue
             if path.is_file():
                 yield LibraryFile(str(path), st.st_size, st.st_mtime_ns)
+            elif reason := non_regular_reason(path):  # a FIFO, device or socket: listed, never opened
+                yield LibraryFile(str(path), st.st_size, st.st_mtime_ns, special=reason)
 
 
 def _split_s3(uri: str) -> tuple[str, str]:

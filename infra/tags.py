@@ -2,14 +2,18 @@
 
 Only the tag block changes: mutagen rewrites the metadata and copies the audio frames as they are.
 The file is tagged as a copy next to it and renamed over the original, so a crash never leaves a
-half-written file.
+half-written file; copies left by a killed run are removed by :func:`remove_stale_copies`. Files whose
+real path leaves the library, hardlinked files and WAV files whose header does not match their
+size are refused, never written.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import mutagen
@@ -21,6 +25,8 @@ from mutagen.mp4 import MP4
 from mutagen.oggopus import OggOpus
 from mutagen.oggvorbis import OggVorbis
 from mutagen.wave import WAVE
+
+from crnn.audio import UNKNOWN_CHUNK_SIZE, wav_layout
 
 GENRE_TAG_VALUES = {
     "blues": "Blues",
@@ -38,7 +44,11 @@ GENRE_TAG_VALUES = {
 
 
 class TagError(Exception):
-    """The file cannot carry a genre tag (format without tags, unreadable tags)."""
+    """The file cannot or may not carry a genre tag (format without tags, unreadable tags, unsafe to rewrite)."""
+
+
+_TEMP_COPY = re.compile(r"\..+\.tagging-[a-z0-9_]{8}(\.[^.]+)?")
+"""Names of the temporary copies :func:`write_genre` makes (``tempfile.mkstemp`` adds 8 characters)."""
 
 
 def read_genre(path: str | Path) -> str | None:
@@ -57,18 +67,26 @@ def read_genre(path: str | Path) -> str | None:
     return str(values[0]) if values else None
 
 
-def write_genre(path: str | Path, genre: str) -> str:
+def write_genre(path: str | Path, genre: str, *, roots: Sequence[str | Path] | None = None) -> str:
     """Set the genre tag of ``path`` to ``genre``'s tag spelling and return that value.
 
     Replaces an existing genre tag; every other tag and the audio data are kept. A symlink's
-    target is tagged (the link stays a link).
+    target is tagged (the link stays a link) when it lies inside ``roots``.
+
+    Args:
+        path: the file to tag.
+        genre: one of the 10 genre names.
+        roots: library folders; a file whose real path (symlinks resolved) is outside all of them is
+            refused. ``None``: no such check.
 
     Raises:
-        TagError: the format cannot carry tags (e.g. AU) or its tags cannot be read.
+        TagError: the format cannot carry tags (e.g. AU), its tags cannot be read, or rewriting it is
+            unsafe (outside ``roots``, hardlinked, a WAV whose header does not match its size).
         KeyError: ``genre`` is not one of the 10 genres.
     """
     value = GENRE_TAG_VALUES[genre]
     path = Path(path).resolve()  # a symlink: tag its target, and keep the link
+    check_writable(path, roots)
     _open(path)  # fail before copying anything
     # The copy keeps the suffix: mutagen picks the format by name as well as by content.
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.tagging-", suffix=path.suffix)
@@ -83,6 +101,40 @@ def write_genre(path: str | Path, genre: str) -> str:
     finally:
         Path(tmp).unlink(missing_ok=True)
     return value
+
+
+def check_writable(path: Path, roots: Sequence[str | Path] | None = None) -> None:
+    """Raise :class:`TagError` when rewriting the resolved ``path`` could escape ``roots`` or damage data."""
+    if roots is not None and not any(path.is_relative_to(Path(r).resolve()) for r in roots):
+        raise TagError(f"{path}: real path is outside the library folders (a symlink leading out); not tagged")
+    st = path.stat()
+    if st.st_nlink > 1:
+        raise TagError(f"{path}: hardlinked ({st.st_nlink} links); tagging a copy would split the link; not tagged")
+    try:
+        layout = wav_layout(path)
+    except OSError as exc:
+        raise TagError(f"{path}: cannot read ({exc})") from exc
+    if layout is None:
+        return
+    if layout.streaming:
+        raise TagError(f"{path}: WAV header of unknown size (0x{UNKNOWN_CHUNK_SIZE:X}, streaming); not tagged")
+    if layout.missing_data_bytes or layout.riff_bytes + 8 > layout.file_bytes:
+        raise TagError(f"{path}: WAV holds less data than its header promises (truncated); not tagged")
+
+
+def remove_stale_copies(roots: Iterable[str | Path]) -> list[Path]:
+    """Delete the temporary ``.<name>.tagging-*`` copies a killed run left under the local ``roots``; return them."""
+    removed = []
+    for root in roots:
+        if str(root).startswith("s3://") or not Path(root).is_dir():
+            continue
+        for dirpath, _, filenames in os.walk(root):
+            for name in filenames:
+                if _TEMP_COPY.fullmatch(name):
+                    path = Path(dirpath) / name
+                    path.unlink(missing_ok=True)
+                    removed.append(path)
+    return removed
 
 
 def _open(path: str | Path) -> mutagen.FileType:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
+import socket
 import subprocess
 import time
 from collections.abc import Mapping
@@ -14,6 +16,8 @@ import mlflow
 from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+from infra.redact import redact
 
 log = logging.getLogger(__name__)
 
@@ -27,15 +31,51 @@ _USER_REGISTRY_URI = os.environ.get("MLFLOW_REGISTRY_URI")
 # would return whatever the previous configure_tracking call chose.
 
 
+class TrackingConfigError(RuntimeError):
+    """The tracking or registry URI cannot work here (e.g. its database driver is not installed)."""
+
+
+_DB_DRIVERS = {
+    "postgresql+psycopg2": "psycopg2",
+    "postgresql+psycopg": "psycopg",
+    "postgresql+pg8000": "pg8000",
+    "mysql": "MySQLdb",
+    "mysql+mysqldb": "MySQLdb",
+    "mysql+pymysql": "pymysql",
+    "mssql+pyodbc": "pyodbc",
+}
+"""SQLAlchemy URI scheme -> the Python module it needs."""
+
+
+def normalize_store_uri(uri: str) -> str:
+    """``postgresql://`` and ``postgres://`` become ``postgresql+psycopg2://`` (the driver installed); others are kept.
+
+    Raises:
+        TrackingConfigError: the URI names a database driver that is not installed.
+    """
+    scheme, sep, rest = uri.partition("://")
+    if sep and scheme.lower() in ("postgresql", "postgres"):
+        uri, scheme = f"postgresql+psycopg2://{rest}", "postgresql+psycopg2"
+    module = _DB_DRIVERS.get(scheme.lower()) if sep else None
+    if module and importlib.util.find_spec(module) is None:
+        raise TrackingConfigError(f"{redact(uri)}: the database driver {module!r} is not installed")
+    return uri
+
+
 def configure_tracking(tracking_uri: str | None = None) -> str:
     """Point MLflow at ``tracking_uri``, else ``$MLFLOW_TRACKING_URI``, else ``./mlflow.db`` (SQLite).
 
     Returns the URI in use. The embedded default needs no server; its artifacts go to
-    ``./mlartifacts`` (see :func:`ensure_experiment`).
+    ``./mlartifacts`` (see :func:`ensure_experiment`). Database URIs are normalised and their
+    driver checked by :func:`normalize_store_uri`, so a bad one fails here, before any work.
+
+    Raises:
+        TrackingConfigError: the tracking or registry URI needs a driver that is not installed.
     """
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path('mlflow.db').resolve()}"
+    uri = normalize_store_uri(uri)
     mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(_USER_REGISTRY_URI or uri)
+    mlflow.set_registry_uri(normalize_store_uri(_USER_REGISTRY_URI) if _USER_REGISTRY_URI else uri)
     return uri
 
 
@@ -72,19 +112,58 @@ def _run_exists(client: MlflowClient, run_id: str) -> bool:
     return True
 
 
+OWNER_HOST_TAG, OWNER_PID_TAG = "genre_crnn.host", "genre_crnn.pid"
+"""Tags naming the process that runs an MLflow run, so a later run can tell a killed one."""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. EPERM: the pid exists, owned by someone else
+        return True
+    return True
+
+
+def end_stale_runs(experiment_id: str) -> list[str]:
+    """Mark KILLED the RUNNING runs of ``experiment_id`` whose process (on this host) is gone; return their ids.
+
+    A training killed by SIGKILL or a power cut never ends its run; this is called when the next one starts.
+    Runs of other hosts, and runs without the owner tags, are left alone.
+    """
+    client, host, ended = MlflowClient(), socket.gethostname(), []
+    for run in client.search_runs([experiment_id], "attributes.status = 'RUNNING'", max_results=1000):
+        owner_host, owner_pid = run.data.tags.get(OWNER_HOST_TAG), run.data.tags.get(OWNER_PID_TAG, "")
+        if owner_host == host and owner_pid.isdigit() and not _alive(int(owner_pid)):
+            client.set_tag(run.info.run_id, "genre_crnn.end_reason", f"process {owner_pid} was gone")
+            client.set_terminated(run.info.run_id, "KILLED")
+            log.warning(
+                "MLflow run %s was left RUNNING by process %s, now gone: marked KILLED", run.info.run_id, owner_pid
+            )
+            ended.append(run.info.run_id)
+    return ended
+
+
 def start_run(experiment: str, run_name: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
-    """Create a run (or adopt ``$MLFLOW_RUN_ID``, set by ``mlflow run``), log ``params`` and ``tags``; return its id."""
+    """Create a run (or adopt ``$MLFLOW_RUN_ID``, set by ``mlflow run``), log ``params`` (redacted) and ``tags``; return its id.
+
+    Runs of this experiment left RUNNING by a process that is gone are first marked KILLED (:func:`end_stale_runs`).
+    """
     client = MlflowClient()
-    all_tags = dict(tags)
+    all_tags = dict(tags) | {OWNER_HOST_TAG: socket.gethostname(), OWNER_PID_TAG: str(os.getpid())}
     if commit := git_commit():
         all_tags["mlflow.source.git.commit"] = commit
     run_id = os.environ.get("MLFLOW_RUN_ID")
-    if run_id and _run_exists(client, run_id):
+    adopted = bool(run_id) and _run_exists(client, run_id)
+    experiment_id = client.get_run(run_id).info.experiment_id if adopted else ensure_experiment(experiment)
+    end_stale_runs(experiment_id)
+    if adopted:
         client.set_tag(run_id, "mlflow.runName", run_name)
     else:
-        run_id = client.create_run(ensure_experiment(experiment), run_name=run_name).info.run_id
-    items = [Param(k, str(v)) for k, v in params.items()]
-    for i in range(0, len(items), 100):
+        run_id = client.create_run(experiment_id, run_name=run_name).info.run_id
+    items = [Param(k, redact(str(v))) for k, v in params.items()]  # e.g. data.source with user:password@
+    for i in range(0, max(len(items), 1), 100):  # one batch at least: the tags go with the first
         client.log_batch(
             run_id, params=items[i : i + 100], tags=[RunTag(k, v) for k, v in all_tags.items()] if i == 0 else []
         )
@@ -100,7 +179,7 @@ def log_metrics(run_id: str, metrics: Mapping[str, float], step: int | None = No
 
 def log_params(run_id: str, params: Mapping[str, Any]) -> None:
     """Log extra params to the run."""
-    MlflowClient().log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
+    MlflowClient().log_batch(run_id, params=[Param(k, redact(str(v))) for k, v in params.items()])
 
 
 def set_tags(run_id: str, tags: Mapping[str, str]) -> None:
@@ -125,7 +204,9 @@ def log_split_datasets(run_id: str, table_csv: str | Path, source: str) -> dict[
     df = pd.read_csv(table_csv)
     inputs, digests = [], {}
     for split, part in df.groupby("split"):
-        ds = mlflow.data.from_pandas(part.reset_index(drop=True), source=source, name=f"gtzan-{split}", targets="genre")
+        ds = mlflow.data.from_pandas(
+            part.reset_index(drop=True), source=redact(source), name=f"gtzan-{split}", targets="genre"
+        )
         inputs.append(DatasetInput(ds._to_mlflow_entity(), tags=[InputTag(MLFLOW_DATASET_CONTEXT, str(split))]))
         digests[str(split)] = ds.digest
     MlflowClient().log_inputs(run_id, datasets=inputs)

@@ -22,10 +22,10 @@ def _fingerprint(root: Path) -> str:
 
 
 @task(name="download-dataset", retries=2, retry_delay_seconds=10)
-def download_dataset(source: str, work_dir: str) -> dict:
-    """Fetch ``source`` and write its manifest; return the manifest/exclusion CSV paths and counts."""
+def download_dataset(source: str, work_dir: str, sha256: str = "") -> dict:
+    """Fetch ``source`` (checked against ``sha256`` when given) and write its manifest; return the CSV paths and counts."""
     logger = task_logger()
-    root = fetch_dataset(source, Path(work_dir))
+    root = fetch_dataset(source, Path(work_dir), sha256=sha256)
     out_dir = Path(work_dir) / "manifests" / hashlib.sha256(str(root).encode()).hexdigest()[:12]
     manifest, exclusions, stamp = out_dir / "manifest.csv", out_dir / "exclusions.csv", out_dir / "fingerprint"
     fingerprint = _fingerprint(root)

@@ -16,14 +16,15 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
 from crnn import GENRES
-from crnn.audio import AudioDecodeError, file_sha256
+from crnn.audio import AudioDecodeError, file_sha256, non_regular_reason
 from crnn.inference import load_checkpoint
 from crnn.models import GenreNet
-from crnn.scoring import TooShortError, TrackPrediction, decode_for, prefetch, score_waveform
+from crnn.scoring import SilentError, TooShortError, TrackPrediction, decode_for, prefetch, score_waveform
 from crnn.train import resolve_device
 from infra import registry, results, tags, tracking
 from infra.library import LibraryFile, local_copy, scan_library, unsupported_reason
 from infra.library_store import FAILED, SCORED, STORE_NAME, LibraryStore, plan
+from infra.redact import redact
 from tasks import task_logger
 
 _FILE_FIELDS = tuple(f.name for f in fields(LibraryFile))
@@ -54,7 +55,7 @@ def plan_scoring(
     with LibraryStore(store_path(output_dir)) as store:
         known = {} if rescore else store.identities(model["version"])
         todo, unchanged = plan(files, known, retry_failed=retry_failed)
-        store.start_run(run_id, model["uri"], model["version"], library, len(todo))
+        store.start_run(run_id, model["uri"], model["version"], [redact(r) for r in library], len(todo))
         store.mark_seen([f.path for f in files], model["version"], run_id)
     chunks = [todo[i : i + chunk_size] for i in range(0, len(todo), chunk_size)]
     task_logger().info(
@@ -115,6 +116,8 @@ def _prepare(
     if reason := unsupported_reason(file):
         return Prepared(FAILED, reason=reason)
     local = local_copy(file, cache_dir)
+    if reason := non_regular_reason(local):  # replaced by a FIFO or device since it was listed
+        return Prepared(FAILED, reason=reason)
     try:
         sha256 = file_sha256(local)
         if sha256 == hints.get("known_sha256"):
@@ -146,10 +149,10 @@ def prediction_row(p: TrackPrediction) -> dict:
 
 
 def _score_one(net: GenreNet, prepared: Prepared, options: dict) -> dict:
-    """The row to record for a decoded file: its prediction, or a failure when it is too short."""
+    """The row to record for a decoded file: its prediction, or a failure when it is too short or silent."""
     try:
         return prediction_row(score_waveform(net, prepared.waveform, prepared.truncated, **options))
-    except TooShortError as exc:
+    except (TooShortError, SilentError) as exc:
         return {"status": FAILED, "reason": str(exc)}
 
 
@@ -198,9 +201,16 @@ def score_chunk(
 
 
 @task(name="write-genre-tags")
-def write_genre_tags(output_dir: str, model: dict, run_id: str, mode: str) -> dict:
-    """Write (or, in ``dry-run`` mode, report) the genre tag of every confidently scored local file of this run's library."""
+def write_genre_tags(output_dir: str, model: dict, run_id: str, mode: str, library: list[str]) -> dict:
+    """Write (or, in ``dry-run`` mode, report) the genre tag of every confidently scored local file of this run's library.
+
+    Temporary copies a killed run left are removed first (``write`` mode); one file's error is recorded
+    as its ``tag_status`` and the others are still tagged.
+    """
     logger = task_logger()
+    if mode == "write":
+        for stale in tags.remove_stale_copies(library):
+            logger.warning("removed %s, a temporary copy left by an interrupted tag run", stale)
     counts: Counter[str] = Counter()
     with LibraryStore(store_path(output_dir)) as store:
         for row in store.results(model_version=model["version"], seen_run=run_id):
@@ -209,29 +219,36 @@ def write_genre_tags(output_dir: str, model: dict, run_id: str, mode: str) -> di
             value = tags.GENRE_TAG_VALUES[row["genre"]]
             if row["tag_status"] == f"written: {value}":
                 continue
-            status = _tag_one(row, value, mode)
-            if status.startswith("written"):
-                path = Path(row["path"])
-                st = path.stat()
-                store.update_identity(row["path"], model["version"], st.st_size, st.st_mtime_ns, file_sha256(path))
+            try:
+                status = _tag_one(row, value, mode, library)
+                if status.startswith("written"):
+                    path = Path(row["path"])
+                    st = path.stat()
+                    sha256 = file_sha256(path)
+                    store.update_identity(row["path"], model["version"], st.st_size, st.st_mtime_ns, sha256)
+            except Exception as exc:  # noqa: BLE001 - one file never stops the others
+                status = f"failed: {type(exc).__name__}: {exc}"
+                logger.error("%s: tagging %s", row["path"], status)
             store.set_tag_status(row["path"], model["version"], status)
             counts[status.split(":")[0]] += 1
     logger.info("genre tags (%s): %s", mode, dict(counts))
     return dict(counts)
 
 
-def _tag_one(row: dict, value: str, mode: str) -> str:
+def _tag_one(row: dict, value: str, mode: str, library: list[str]) -> str:
     if row["path"].startswith("s3://"):
         return "skipped: S3 objects are not tagged"
     if row["uncertain"]:
         return f"skipped: uncertain ({row['probability']:.2f})"
+    roots = [r for r in library if not r.startswith("s3://")]
     try:
+        tags.check_writable(Path(row["path"]).resolve(), roots)  # also in dry-run: report what write would refuse
         current = tags.read_genre(row["path"])
         if current == value:
             return f"written: {value}"  # already carries it
         if mode == "dry-run":
             return f"dry-run: would write {value} (now: {current or 'none'})"
-        return f"written: {tags.write_genre(row['path'], row['genre'])}"
+        return f"written: {tags.write_genre(row['path'], row['genre'], roots=roots)}"
     except (tags.TagError, OSError) as exc:
         return f"skipped: {exc}"
 
@@ -265,7 +282,7 @@ def export_results(
         outputs += results.publish(outputs, out, results_uri)
     summary = {
         "run_id": run_id,
-        "library": library,
+        "library": [redact(r) for r in library],
         "model_uri": model["uri"],
         "model_version": model["version"],
         "files": planned["files"],

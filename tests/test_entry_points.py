@@ -123,3 +123,20 @@ def test_every_config_option_of_train_flow_reaches_the_pipeline_config() -> None
         key = "split.method" if name == "split" else next(k for k in flat if k.endswith(f".{name}"))
         assert flat[key] == value, name
     assert flat["split.seed"] == flat["train.seed"] == 11
+
+
+def test_download_checks_the_sha256_option(tmp_path) -> None:
+    """`download --sha256` reaches the dataset source: a wrong digest stops before any flow runs."""
+    import tarfile
+
+    from typer.testing import CliRunner
+
+    from infra.sources import DatasetSourceError
+
+    archive = tmp_path / "genres.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(__file__, arcname="genres/notes.txt")
+    args = ["download", "--source", str(archive), "--work-dir", str(tmp_path / "work"), "--sha256", "0" * 64]
+    result = CliRunner().invoke(app, args)
+    assert isinstance(result.exception, DatasetSourceError) and "SHA-256 mismatch" in str(result.exception)
+    assert not (tmp_path / "work" / "extracted").exists()

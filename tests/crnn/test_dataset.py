@@ -202,3 +202,25 @@ def test_tracks_shorter_than_one_segment_are_excluded(tmp_path: Path) -> None:
     assert [t.track_id for t in tracks] == ["pop.00000"]
     assert [Path(e.path).name for e in exclusions] == ["pop.00001.wav"]
     assert exclusions[0].reason.startswith("too short: 0.500 s")
+
+
+def test_fifo_named_like_a_track_is_excluded_without_hanging(tmp_path: Path) -> None:
+    """A FIFO (no writer: opening it would block forever) becomes an exclusion with its reason."""
+    import threading
+
+    write_noise(tmp_path / "genres" / "blues" / "blues.00000.wav")
+    os.mkfifo(tmp_path / "genres" / "blues" / "blues.00001.wav")
+    (tmp_path / "genres" / "rock").mkdir()
+    (tmp_path / "genres" / "rock" / "rock.00000.wav").symlink_to("/dev/zero")
+    result: list = []
+    worker = threading.Thread(target=lambda: result.append(build_manifest(tmp_path)), daemon=True)
+    worker.start()
+    worker.join(timeout=30)
+    assert not worker.is_alive(), "build_manifest hung on a FIFO"
+    tracks, exclusions = result[0]
+    assert [t.track_id for t in tracks] == ["blues.00000"]
+    reasons = {Path(e.path).name: e.reason for e in exclusions}
+    assert reasons == {
+        "blues.00001.wav": "not a regular file (a FIFO); not opened",
+        "rock.00000.wav": "not a regular file (a character device); not opened",
+    }

@@ -18,7 +18,17 @@ from crnn.audio import AUDIO_EXTENSIONS, FFMPEG_EXTENSIONS, AudioDecodeError, lo
 from crnn.config import FeatureConfig, ModelConfig
 from crnn.features import log_mel, segment_log_mel
 from crnn.models import CRNN
-from crnn.scoring import decode_for, prefetch, score_waveform, segment_bounds_s, summarize
+from crnn.scoring import (
+    SILENCE_DBFS,
+    SilentError,
+    TooShortError,
+    decode_for,
+    level_dbfs,
+    prefetch,
+    score_waveform,
+    segment_bounds_s,
+    summarize,
+)
 
 CFG = FeatureConfig()  # 22050 Hz, hop 512; segments of 3 s every 1.5 s, at least 1 s
 SR = CFG.sample_rate
@@ -186,9 +196,40 @@ def test_score_waveform_random_model(model) -> None:
     assert len(p.top_k) == 3
 
 
-def test_score_waveform_too_short_raises(model) -> None:
-    with pytest.raises(ValueError, match="min_segment_s"):
-        score_waveform(model, np.zeros(SR // 4, dtype=np.float32))
+@pytest.mark.parametrize("kind", ["noise", "silence"])
+def test_score_waveform_too_short_raises(model, kind: str) -> None:
+    """Too short comes first, even for a silent file."""
+    waveform = np.random.default_rng(0).uniform(-0.3, 0.3, SR // 4) if kind == "noise" else np.zeros(SR // 4)
+    with pytest.raises(TooShortError, match="min_segment_s"):
+        score_waveform(model, waveform.astype(np.float32))
+
+
+@pytest.mark.parametrize(
+    ("kind", "waveform"),
+    [
+        ("digital silence", np.zeros(3 * SR, dtype=np.float32)),
+        ("near silence", np.random.default_rng(1).normal(0, 1e-4, 3 * SR).astype(np.float32)),  # -80 dBFS
+        ("DC only", np.full(3 * SR, 0.5, dtype=np.float32)),
+        ("DC plus a whisper", 0.5 + np.random.default_rng(2).normal(0, 1e-5, 3 * SR).astype(np.float32)),
+    ],
+)
+def test_silence_and_dc_are_not_scored(model, kind: str, waveform: np.ndarray) -> None:
+    """The model labels anything; silence, near-silence and a constant level are refused instead."""
+    assert level_dbfs(waveform) < SILENCE_DBFS, kind
+    with pytest.raises(SilentError, match="^silent: level"):
+        score_waveform(model, waveform, top_k=3)
+
+
+@pytest.mark.parametrize("kind", ["sine", "noise", "sine on a DC offset"])
+def test_sound_is_scored(model, kind: str) -> None:
+    t = np.arange(3 * SR) / SR
+    waveform = {
+        "sine": 0.3 * np.sin(2 * np.pi * 440 * t),
+        "noise": np.random.default_rng(3).uniform(-0.3, 0.3, t.size),
+        "sine on a DC offset": 0.4 + 0.1 * np.sin(2 * np.pi * 220 * t),
+    }[kind].astype(np.float32)
+    assert level_dbfs(waveform) > SILENCE_DBFS
+    assert score_waveform(model, waveform, top_k=3).genre in GENRES
 
 
 # --- prefetch ------------------------------------------------------------------------------------

@@ -248,3 +248,17 @@ def test_s3_key_with_hash_sign(s3, bucket: str, tmp_path: Path) -> None:
     assert f.suffix == ".mp3"
     assert unsupported_reason(f) is None
     assert local_copy(f, tmp_path / "cache").read_bytes() == b"ludwig"
+
+
+def test_scan_lists_fifos_and_devices_as_unscorable(tmp_path: Path) -> None:
+    """A FIFO and a symlink to /dev/zero get a row with a reason (never opened), not a silent skip."""
+    root = tmp_path / "music"
+    touch(root / "ok.wav")
+    os.mkfifo(root / "pipe.mp3")
+    (root / "zero.flac").symlink_to("/dev/zero")
+    files = {Path(f.path).name: f for f in scan_library([str(root)])}
+    assert set(files) == {"ok.wav", "pipe.mp3", "zero.flac"}
+    assert unsupported_reason(files["pipe.mp3"]) == "not a regular file (a FIFO); not opened"
+    assert unsupported_reason(files["zero.flac"]) == "not a regular file (a character device); not opened"
+    assert unsupported_reason(files["ok.wav"]) is None
+    assert LibraryFile(**files["pipe.mp3"].to_dict()) == files["pipe.mp3"]  # survives the trip through a task

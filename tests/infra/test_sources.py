@@ -40,8 +40,8 @@ def _tar_gz(path: Path, members: dict[str, bytes]) -> Path:
 
 
 def _zip(path: Path, members: dict[str, bytes]) -> Path:
-    """Write a .zip whose members are the given names and contents."""
-    with zipfile.ZipFile(path, "w") as zf:
+    """Write a deflated .zip whose members are the given names and contents."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for name, data in members.items():
             zf.writestr(name, data)
     return path
@@ -63,7 +63,15 @@ class _RangeHandler(BaseHTTPRequestHandler):
             srv.fail_next -= 1
             self.send_error(HTTPStatus.SERVICE_UNAVAILABLE)
             return
-        path = srv.root / self.path.lstrip("/")
+        if srv.endless:  # no Content-Length, and a body that never ends
+            self.send_response(HTTPStatus.OK)
+            self.end_headers()
+            try:
+                while True:
+                    self.wfile.write(b"\0" * 65536)
+            except OSError:  # the client hung up
+                return
+        path = srv.root / self.path.split("?")[0].lstrip("/")
         if not path.is_file():
             self.send_error(HTTPStatus.NOT_FOUND)
             return
@@ -101,6 +109,7 @@ def http_server(tmp_path: Path):
     server.root = tmp_path / "www"
     server.root.mkdir()
     server.requests, server.fail_next, server.truncate_next, server.ignore_range = [], 0, 0, False
+    server.endless = False
     server.url = f"http://127.0.0.1:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
     thread.start()
@@ -344,3 +353,166 @@ def test_s3_checksum_mismatch(tmp_path, s3):
     with pytest.raises(DatasetSourceError, match="SHA-256 mismatch"):
         fetch_dataset("s3://datasets/genres.tar.gz", tmp_path / "cache", sha256="0" * 64)
     assert list((tmp_path / "cache" / "downloads" / sources.source_slot("s3://datasets/genres.tar.gz")).iterdir()) == []
+
+
+def _tar_with(path: Path, member: tarfile.TarInfo) -> Path:
+    """A .tar.gz holding one good WAV and `member` (a link or special file, no data)."""
+    with tarfile.open(path, "w:gz") as tar:
+        info = tarfile.TarInfo(WAV_NAME)
+        data = _wav_bytes()
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+        tar.addfile(member)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("kind", "linkname", "message"),
+    [
+        (tarfile.SYMTYPE, "blues.00000.wav", "is a symlink"),  # even one that stays inside
+        (tarfile.SYMTYPE, "a/" * 40 + "../" * 40 + "x", "is a symlink"),  # the realpath-overflow chain class
+        (tarfile.LNKTYPE, WAV_NAME, "is a hardlink"),
+        (tarfile.FIFOTYPE, "", "is a special file"),
+        (tarfile.CHRTYPE, "", "is a special file"),
+        (tarfile.BLKTYPE, "", "is a special file"),
+    ],
+)
+def test_links_and_special_members_are_refused(tmp_path, kind, linkname, message):
+    """Every link and special file in a tar is refused, naming the member; nothing is left extracted."""
+    member = tarfile.TarInfo("genres/blues/odd")
+    member.type, member.linkname = kind, linkname
+    archive = _tar_with(tmp_path / "genres.tar.gz", member)
+    with pytest.raises(DatasetSourceError, match=f"'genres/blues/odd' {message}"):
+        fetch_dataset(str(archive), tmp_path / "cache")
+    assert not any((tmp_path / "cache" / "extracted").rglob("*.wav"))
+    assert {p.name for p in tmp_path.iterdir()} == {"genres.tar.gz", "cache"}
+
+
+@pytest.mark.parametrize(("mode", "message"), [(0o120777, "is a symlink"), (0o010644, "is a special file")])
+def test_zip_symlink_and_special_members_are_refused(tmp_path, mode, message):
+    """A zip member whose Unix mode says symlink or FIFO is refused, naming it."""
+    archive = tmp_path / "genres.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr(WAV_NAME, _wav_bytes())
+        info = zipfile.ZipInfo("genres/blues/odd")
+        info.external_attr = mode << 16
+        zf.writestr(info, "../../outside")
+    with pytest.raises(DatasetSourceError, match=f"'genres/blues/odd' {message}"):
+        fetch_dataset(str(archive), tmp_path / "cache")
+    assert not any((tmp_path / "cache" / "extracted").rglob("*.wav"))
+
+
+@pytest.mark.parametrize("name", ["genres.zip", "genres.tar.gz"])
+@pytest.mark.parametrize(
+    ("limits", "message"),
+    [
+        (sources.SourceLimits(max_members=2), "more than 2 members"),
+        (sources.SourceLimits(max_extracted_bytes=100_000), "more than 100000 bytes"),
+        (sources.SourceLimits(max_compression_ratio=1.5), "compression ratio over 1.5"),
+    ],
+)
+def test_extraction_limits(tmp_path, name, limits, message):
+    """Too many members, too many bytes or a bomb-like ratio raise before anything is written."""
+    members = {f"genres/blues/blues.0000{i}.wav": b"\0" * (1 << 20) for i in range(3)}  # 3 MiB of zeros
+    archive = (_zip if name.endswith(".zip") else _tar_gz)(tmp_path / name, members)
+    with pytest.raises(DatasetSourceError, match=message):
+        fetch_dataset(str(archive), tmp_path / "cache", limits=limits)
+    assert not any(p.is_file() for p in (tmp_path / "cache" / "extracted").rglob("*"))
+    assert fetch_dataset(str(archive), tmp_path / "cache2").is_dir()  # the defaults accept it
+
+
+def test_tree_check_refuses_a_link_left_after_extraction(tmp_path):
+    """The check after extraction refuses a symlink, whatever put it there."""
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "link").symlink_to(tmp_path)
+    with pytest.raises(DatasetSourceError, match="link is not a regular file"):
+        sources._check_tree(tmp_path / "out", "src", sources.DEFAULT_LIMITS)
+
+
+def test_download_over_content_length_limit(tmp_path, http_server, served_archive):
+    """A Content-Length over the limit raises before any byte is written."""
+    url, archive = served_archive
+    limits = sources.SourceLimits(max_download_bytes=archive.stat().st_size - 1)
+    with pytest.raises(DatasetSourceError, match="Content-Length announces"):
+        fetch_dataset(url, tmp_path / "cache", limits=limits)
+    assert list((tmp_path / "cache" / "downloads" / sources.source_slot(url)).iterdir()) == []
+
+
+def test_endless_body_stops_at_the_limit(tmp_path, http_server):
+    """A body without Content-Length that never ends is cut at the limit, and its .part removed."""
+    http_server.endless = True
+    url = f"{http_server.url}/genres.tar.gz"
+    with pytest.raises(DatasetSourceError, match="passed the 3000000-byte limit"):
+        fetch_dataset(url, tmp_path / "cache", limits=sources.SourceLimits(max_download_bytes=3_000_000))
+    assert list((tmp_path / "cache" / "downloads" / sources.source_slot(url)).iterdir()) == []
+    assert len(http_server.requests) == 1
+
+
+def test_stale_part_is_not_resumed_without_checksum(tmp_path, http_server, served_archive):
+    """Without a SHA-256, a .part from an earlier run is discarded: the download starts from byte 0."""
+    url, archive = served_archive
+    part = tmp_path / "cache" / "downloads" / sources.source_slot(url) / "genres.tar.gz.part"
+    part.parent.mkdir(parents=True)
+    part.write_bytes(b"stale bytes from another file")
+    out = fetch_dataset(url, tmp_path / "cache")
+    assert http_server.requests == [("/genres.tar.gz", None)]
+    assert (out / WAV_NAME).is_file()
+
+
+def test_corrupt_download_is_removed_so_a_rerun_downloads_again(tmp_path, http_server):
+    """An unreadable downloaded archive raises, is removed from the cache, and the next run fetches a good copy."""
+    url = f"{http_server.url}/genres.tar.gz"
+    (http_server.root / "genres.tar.gz").write_bytes(b"\x1f\x8b" + b"not really gzip" * 100)
+    with pytest.raises(sources.CorruptArchiveError, match="a rerun downloads it again"):
+        fetch_dataset(url, tmp_path / "cache")
+    assert list((tmp_path / "cache" / "downloads" / sources.source_slot(url)).iterdir()) == []
+    _tar_gz(http_server.root / "genres.tar.gz", {WAV_NAME: _wav_bytes()})
+    assert (fetch_dataset(url, tmp_path / "cache") / WAV_NAME).is_file()
+
+
+def test_malformed_sha256_is_refused(tmp_path):
+    """A digest that is not 64 hex digits raises before anything is read."""
+    archive = _tar_gz(tmp_path / "genres.tar.gz", {WAV_NAME: b"x"})
+    with pytest.raises(DatasetSourceError, match="64 hex digits"):
+        fetch_dataset(str(archive), tmp_path / "cache", sha256="abc")
+
+
+def test_credentials_in_the_url_are_never_logged_or_raised(tmp_path, http_server, served_archive, caplog):
+    """userinfo and a token in the URL are redacted in log lines and in error messages."""
+    url, _ = served_archive
+    secret_url = url.replace("http://", "http://reader:S3cretPW@") + "?token=t0psecret"
+    with caplog.at_level("INFO", logger="infra.sources"):
+        out = fetch_dataset(secret_url, tmp_path / "cache")
+        with pytest.raises(DatasetSourceError) as err:
+            fetch_dataset(secret_url.replace("genres.tar.gz", "missing.tar.gz"), tmp_path / "cache")
+    assert (out / WAV_NAME).is_file()
+    assert "404" in str(err.value) and "***@127.0.0.1" in str(err.value)
+    for text in (caplog.text, str(err.value)):
+        assert "S3cretPW" not in text and "t0psecret" not in text
+    assert "Downloaded http://***@127.0.0.1" in caplog.text
+
+
+def test_s3_missing_bucket_and_missing_key_are_told_apart(tmp_path, s3):
+    """A missing bucket and a missing key in an existing bucket give different messages (moto's store is shared)."""
+    s3.create_bucket(Bucket="datasets")
+    with pytest.raises(DatasetSourceError, match="S3 bucket 'nobucket' does not exist"):
+        fetch_dataset("s3://nobucket/genres.tar.gz", tmp_path / "cache")
+    with pytest.raises(DatasetSourceError, match="S3 bucket 'datasets' has no object 'gtzan/absent.tar.gz'"):
+        fetch_dataset("s3://datasets/gtzan/absent.tar.gz", tmp_path / "cache")
+
+
+def test_a_full_disk_does_not_discard_the_download(tmp_path, http_server, served_archive, monkeypatch):
+    """An OSError with an errno (ENOSPC) while extracting is not corruption: the downloaded archive stays cached."""
+    import errno
+
+    url, _ = served_archive
+
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tarfile.TarFile, "extractall", no_space)
+    with pytest.raises(DatasetSourceError, match="No space left") as err:
+        fetch_dataset(url, tmp_path / "cache")
+    assert not isinstance(err.value, sources.CorruptArchiveError)
+    downloads = tmp_path / "cache" / "downloads" / sources.source_slot(url)
+    assert [p.name for p in downloads.iterdir()] == ["genres.tar.gz"]

@@ -194,3 +194,53 @@ def test_a_symlink_stays_a_link_and_its_target_is_tagged(tmp_path: Path) -> None
     write_genre(link, "jazz")
     assert link.is_symlink() and link.resolve() == target.resolve()
     assert read_genre(target) == "Jazz"
+
+
+def test_wav_shorter_than_its_header_is_never_tagged(tmp_path: Path) -> None:
+    """A WAV missing most of its promised data is refused: an appended ID3 chunk would land inside the audio."""
+    path = write_audio(tmp_path / "short.wav")
+    data = path.read_bytes()
+    start = data.index(b"data") + 8
+    path.write_bytes(data[: start + (len(data) - start) // 3])
+    before = path.read_bytes()
+    with pytest.raises(TagError, match="less data than its header promises"):
+        write_genre(path, "rock")
+    assert path.read_bytes() == before and listing(tmp_path) == ["short.wav"]
+
+
+def test_symlink_out_of_the_roots_is_refused(tmp_path: Path) -> None:
+    """With library roots, a symlink whose target lies outside them leaves the target untouched."""
+    (tmp_path / "store").mkdir()
+    target = write_audio(tmp_path / "store" / "song.flac")
+    link = tmp_path / "library" / "song.flac"
+    link.parent.mkdir()
+    link.symlink_to(target)
+    data = target.read_bytes()
+    with pytest.raises(TagError, match="outside the library"):
+        write_genre(link, "jazz", roots=[tmp_path / "library"])
+    assert target.read_bytes() == data
+    inside = write_audio(tmp_path / "library" / "own.flac")
+    (tmp_path / "library" / "alias.flac").symlink_to(inside)
+    assert write_genre(tmp_path / "library" / "alias.flac", "jazz", roots=[tmp_path / "library"]) == "Jazz"
+
+
+def test_hardlinked_file_is_refused(tmp_path: Path) -> None:
+    """Tagging a copy would split a hardlink: the file is refused and both names still share one inode."""
+    path = write_audio(tmp_path / "song.flac")
+    os.link(path, tmp_path / "twin.flac")
+    with pytest.raises(TagError, match=r"hardlinked \(2 links\)"):
+        write_genre(path, "rock")
+    assert path.stat().st_ino == (tmp_path / "twin.flac").stat().st_ino and read_genre(path) is None
+
+
+def test_stale_temporary_copies_are_removed(tmp_path: Path) -> None:
+    """Only names write_genre's temporary copies have are removed."""
+    from infra.tags import remove_stale_copies
+
+    (tmp_path / "a").mkdir()
+    stale = [tmp_path / "a" / ".song.tagging-k2j_9x0q.flac", tmp_path / ".x.y.tagging-abcdefgh.mp3"]
+    keep = [tmp_path / "a" / "song.flac", tmp_path / ".song.tagging-notes.txt", tmp_path / "song.tagging-abcdefgh.mp3"]
+    for p in stale + keep:
+        p.write_bytes(b"x")
+    assert sorted(remove_stale_copies([tmp_path, "s3://bucket/music"])) == sorted(stale)
+    assert all(p.exists() for p in keep) and not any(p.exists() for p in stale)

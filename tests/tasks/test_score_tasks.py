@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -84,3 +85,104 @@ def test_too_short_audio_is_a_recorded_failure(write_tone, model, tmp_path) -> N
     with LibraryStore(out / "library.sqlite") as store:
         (row,) = store.results()
     assert row["status"] == "failed" and "shorter than min_segment_s" in row["reason"]
+
+
+def test_tag_writing_refuses_unsafe_files_and_goes_on_after_an_error(write_tone, model, tmp_path, monkeypatch) -> None:
+    """Streaming WAV, hardlink and symlink out of the library are skipped with a reason; an error is recorded."""
+    import struct
+
+    from infra import tags
+
+    music = tmp_path / "music"
+    for name in ("good", "stream", "hard", "boom"):
+        write_tone(f"music/{name}.wav", 330.0, seconds=2.0)
+    data = bytearray((music / "stream.wav").read_bytes())
+    data[4:8] = struct.pack("<I", 0xFFFFFFFF)  # streaming header: RIFF size unknown
+    (music / "stream.wav").write_bytes(bytes(data))
+    (tmp_path / "elsewhere").mkdir()
+    os.link(music / "hard.wav", tmp_path / "elsewhere" / "hard.wav")
+    outside = write_tone("elsewhere/target.wav", 330.0, seconds=2.0)
+    (music / "link.wav").symlink_to(outside)
+    stale = music / ".good.tagging-ab12cd_9.wav"
+    stale.write_bytes(b"left by a killed run")
+    before = {p: p.read_bytes() for p in (music / "stream.wav", outside, music / "hard.wav")}
+
+    real_write = tags.write_genre
+
+    def flaky(path, genre, **kw):
+        if Path(path).name == "boom.wav":
+            raise RuntimeError("disk on fire")
+        return real_write(path, genre, **kw)
+
+    monkeypatch.setattr(tags, "write_genre", flaky)
+    out = tmp_path / "scores"
+    planned = _plan(music, out, model)
+    confident = OPTIONS | {"uncertain_below": 0.0}
+    score.score_chunk.fn(planned["chunks"][0], model, str(out), planned["run_id"], confident, "cpu")
+    counts = score.write_genre_tags.fn(str(out), model, planned["run_id"], "write", [str(music)])
+
+    with LibraryStore(out / "library.sqlite") as store:
+        status = {Path(r["path"]).name: r["tag_status"] for r in store.results()}
+    assert status["good.wav"].startswith("written: ")
+    assert "unknown size" in status["stream.wav"] and status["stream.wav"].startswith("skipped")
+    assert "hardlinked (2 links)" in status["hard.wav"]
+    assert "outside the library" in status["link.wav"]
+    assert status["boom.wav"] == "failed: RuntimeError: disk on fire"
+    assert counts == {"written": 1, "skipped": 3, "failed": 1}
+    assert all(p.read_bytes() == b for p, b in before.items())
+    assert (music / "hard.wav").stat().st_nlink == 2 and not stale.exists()
+
+
+def test_fifo_device_text_and_1_hz_files_are_failed_rows(write_tone, model, tmp_path) -> None:
+    """Non-regular files fail before opening, a 1 Hz header and a text .mp3 fail with their reasons; none hangs."""
+    import struct
+
+    music = tmp_path / "music"
+    write_tone("music/ok.wav", 330.0, seconds=2.0)
+    os.mkfifo(music / "pipe.flac")
+    (music / "zero.wav").symlink_to("/dev/zero")
+    (music / "notes.mp3").write_text("not a song\n" * 50)
+    slow = bytearray(write_tone("music/slow.wav", 330.0, seconds=2.0).read_bytes())
+    slow[24:28] = struct.pack("<I", 1)
+    (music / "slow.wav").write_bytes(bytes(slow))
+    out = tmp_path / "scores"
+    planned = _plan(music, out, model)
+    assert _chunk(planned, out, model) == {"scored": 1, "failed": 4}
+    with LibraryStore(out / "library.sqlite") as store:
+        reasons = {Path(r["path"]).name: r["reason"] for r in store.results()}
+    assert reasons["pipe.flac"] == "not a regular file (a FIFO); not opened"
+    assert reasons["zero.wav"] == "not a regular file (a character device); not opened"
+    assert "not a decodable audio file" in reasons["notes.mp3"]
+    assert "implausible sample rate 1 Hz" in reasons["slow.wav"]
+
+
+def test_silence_and_dc_files_fail_as_silent_and_are_never_tagged(write_tone, model, tmp_path) -> None:
+    """Generated silence, near-silence and DC fail with reason `silent`; a tone and noise are scored and tagged."""
+    import numpy as np
+    import soundfile as sf
+
+    music, rate = tmp_path / "music", 44100
+    music.mkdir()
+    n = 2 * rate
+    rng = np.random.default_rng(0)
+    signals = {
+        "silence.wav": np.zeros(n),
+        "hush.flac": rng.normal(0, 3e-5, n),
+        "dc.wav": np.full(n, 0.25),
+        "noise.wav": rng.uniform(-0.3, 0.3, n),
+    }
+    for name, y in signals.items():
+        sf.write(music / name, y.astype(np.float32), rate, subtype="PCM_24")
+    write_tone("music/tone.wav", 440.0, seconds=2.0)
+    out = tmp_path / "scores"
+    planned = _plan(music, out, model)
+    confident = OPTIONS | {"uncertain_below": 0.0}
+    score.score_chunk.fn(planned["chunks"][0], model, str(out), planned["run_id"], confident, "cpu")
+    score.write_genre_tags.fn(str(out), model, planned["run_id"], "write", [str(music)])
+    with LibraryStore(out / "library.sqlite") as store:
+        rows = {Path(r["path"]).name: r for r in store.results()}
+    for name in ("silence.wav", "hush.flac", "dc.wav"):
+        assert rows[name]["status"] == "failed" and rows[name]["reason"].startswith("silent"), name
+        assert rows[name]["genre"] is None and rows[name]["tag_status"] is None, name
+    for name in ("noise.wav", "tone.wav"):
+        assert rows[name]["status"] == "scored" and rows[name]["tag_status"].startswith("written"), name
