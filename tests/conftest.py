@@ -16,6 +16,16 @@ SHARED = Path(os.environ.get("GENRE_CRNN_SHARED", ROOT.parent / "shared"))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def pretrained_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One cache of converted pretrained weights (and the converter's environment) for the whole session."""
+    from infra.pretrained import CACHE_ENV
+
+    path = tmp_path_factory.mktemp("pretrained")
+    os.environ[CACHE_ENV] = str(path)  # subprocesses (CLI, MLproject, workers) inherit it
+    return path
+
+
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     np.random.seed(0)
