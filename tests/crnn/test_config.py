@@ -151,7 +151,14 @@ def _custom_pipeline() -> PipelineConfig:
             overlap_s=0.25,
             min_segment_s=0.25,
         ),
-        model=ModelConfig(channels=(4, 8), freq_pool=(2, 2), time_pool=(2, 1), rnn_type="lstm", rnn_hidden=8),
+        model=ModelConfig(
+            architecture="crnn-attention",
+            channels=(4, 8),
+            freq_pool=(2, 2),
+            time_pool=(2, 1),
+            rnn_type="lstm",
+            rnn_hidden=8,
+        ),
         train=TrainConfig(epochs=3, batch_size=4, seed=7),
         split=SplitConfig(method="stratified", val_fraction=0.1, test_fraction=0.3, seed=1),
     )
@@ -179,7 +186,8 @@ def test_pipeline_config_from_partial_dict_uses_defaults() -> None:
     cfg = PipelineConfig.from_dict({"train": {"epochs": 2}})
     assert cfg.train.epochs == 2
     assert cfg.features == FeatureConfig()
-    assert cfg.model == ModelConfig()
+    assert cfg.model == ModelConfig(architecture="crnn-attention")  # a config from before the model zoo
+    assert PipelineConfig().features == PipelineConfig.from_options().features  # the default model's preprocessing
 
 
 def test_pipeline_config_from_dict_validates() -> None:

@@ -25,7 +25,15 @@ FEATURES = FeatureConfig(
     n_mels=16, n_fft=256, hop_length=128, sample_rate=8000, segment_s=0.5, overlap_s=0.25, min_segment_s=0.25
 )
 # FEATURES: segment_frames = 31, hop_frames = 16, min_frames = 16.
-TINY = ModelConfig(channels=(4, 8), freq_pool=(2, 2), time_pool=(2, 2), rnn_hidden=8, attention_dim=8, dropout=0.1)
+TINY = ModelConfig(
+    architecture="crnn-attention",
+    channels=(4, 8),
+    freq_pool=(2, 2),
+    time_pool=(2, 2),
+    rnn_hidden=8,
+    attention_dim=8,
+    dropout=0.1,
+)
 FREQS = (300.0, 900.0, 2500.0)
 CPU = torch.device("cpu")
 

@@ -60,7 +60,9 @@ def test_seed_preprocessing_is_applied_and_explicit_options_win() -> None:
     assert seed4.overlap_s == seed4.segment_s / 2 == 1.5  # 3 s clips, 50% overlap
     assert PipelineConfig.from_options(architecture="cnn-lstm", n_mels=None).features.n_mels == 64
     assert PipelineConfig.from_options(architecture="cnn-lstm", n_mels=48).features.n_mels == 48
-    assert PipelineConfig.from_options().features == FeatureConfig()
+    assert PipelineConfig.from_options(architecture="crnn-attention").features == FeatureConfig()
+    default = PipelineConfig.from_options().features  # musicnn-linear: musicnn's 16 kHz, 512, 256, 96 bands
+    assert (default.sample_rate, default.n_fft, default.hop_length, default.n_mels) == (16000, 512, 256, 96)
 
 
 def test_unknown_architecture_is_a_clear_error() -> None:
@@ -116,7 +118,7 @@ def test_checkpoint_round_trip_rebuilds_the_architecture(tmp_path, architecture:
 
 
 def test_checkpoint_without_architecture_loads_as_the_default_crnn(tmp_path) -> None:
-    cfg = PipelineConfig()
+    cfg = PipelineConfig.from_options(architecture="crnn-attention")
     state = checkpoint_state(build_model(cfg), cfg)
     del state["config"]["model"]["architecture"]  # written before the model zoo existed
     save_checkpoint(state, tmp_path / "old.pt")

@@ -57,7 +57,10 @@ def test_conversion_runs_once_and_the_result_loads(tmp_path: Path, fake_env) -> 
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        ("open(out, 'wb').write(b'half'); raise SystemExit('killed')", "reading the TensorFlow checkpoint failed: killed"),
+        (
+            "open(out, 'wb').write(b'half'); raise SystemExit('killed')",
+            "reading the TensorFlow checkpoint failed: killed",
+        ),
         ("np.savez(out, __checkpoint__=np.array('MSD_musicnn'), x=np.zeros(1))", "lack"),
     ],
 )

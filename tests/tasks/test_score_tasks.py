@@ -19,7 +19,7 @@ OPTIONS = {"top_k": 3, "uncertain_below": 0.5, "timeline": False, "max_duration_
 
 @pytest.fixture
 def model(tmp_path: Path) -> dict:
-    cfg = PipelineConfig()
+    cfg = PipelineConfig.from_options(architecture="crnn-attention")
     path = tmp_path / "model.pt"
     save_checkpoint(checkpoint_state(build_model(cfg).eval(), cfg), path)
     return {"uri": "models:/genre-crnn/1", "version": "genre-crnn/1", "checkpoint": str(path)}
