@@ -11,7 +11,11 @@ import time
 from pathlib import Path
 from typing import Annotated
 
-import typer
+# The temporary Prefect API of a run without PREFECT_API_URL must come up on a busy 2-core machine too:
+# Prefect's default 20 s start-up timeout was seen to expire there (with both cores training).
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+
+import typer  # noqa: E402
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 from rich.table import Table
