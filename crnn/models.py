@@ -182,24 +182,37 @@ class CRNN(GenreNet):
                 for i, (fp, tp) in enumerate(zip(model_cfg.freq_pool, model_cfg.time_pool))
             ]
         )
-        rnn_cls = nn.GRU if model_cfg.rnn_type == "gru" else nn.LSTM
-        self.rnn = rnn_cls(
-            input_size=model_cfg.channels[-1] * (feature_cfg.n_mels // freq_div),
-            hidden_size=model_cfg.rnn_hidden,
-            num_layers=model_cfg.rnn_layers,
-            batch_first=True,
-            bidirectional=True,
-        )
-        self.pool = AttentionPooling(2 * model_cfg.rnn_hidden, model_cfg.attention_dim)
-        self.dropout = nn.Dropout(model_cfg.dropout)
-        self.classifier = nn.Linear(2 * model_cfg.rnn_hidden, model_cfg.n_classes)
+        add_recurrent_head(self, model_cfg.channels[-1] * (feature_cfg.n_mels // freq_div), model_cfg)
 
     def head(self, log_mel: Tensor) -> Tensor:
         """Logits (B, n_classes) from normalised log-mels (B, n_mels, frames)."""
         x = self.convs(log_mel.unsqueeze(1))  # (B, 1, n_mels, frames) -> (B, C, n_mels / freq_div, frames / time_div)
-        x = x.flatten(1, 2).transpose(1, 2)  # (B, steps, C * mels')
-        h, _ = self.rnn(x)  # (B, steps, 2 * hidden)
-        return self.classifier(self.dropout(self.pool(h)))
+        return recurrent_head_logits(self, x.flatten(1, 2).transpose(1, 2))  # (B, steps, C * mels')
+
+
+def add_recurrent_head(net: nn.Module, input_size: int, cfg: ModelConfig) -> None:
+    """Give ``net`` seed 000's head: bidirectional GRU/LSTM -> attention pooling -> dropout -> linear.
+
+    The layers become ``net.rnn``, ``net.pool``, ``net.dropout`` and ``net.classifier`` (the
+    names saved checkpoints use); :func:`recurrent_head_logits` runs them.
+
+    Args:
+        net: the model that gets the layers.
+        input_size: features per time step of the sequence the head reads.
+        cfg: ``rnn_type``, ``rnn_hidden`` (units per direction), ``rnn_layers``, ``attention_dim``,
+            ``dropout`` and ``n_classes``.
+    """
+    rnn_cls = nn.GRU if cfg.rnn_type == "gru" else nn.LSTM
+    net.rnn = rnn_cls(input_size, cfg.rnn_hidden, num_layers=cfg.rnn_layers, batch_first=True, bidirectional=True)
+    net.pool = AttentionPooling(2 * cfg.rnn_hidden, cfg.attention_dim)
+    net.dropout = nn.Dropout(cfg.dropout)
+    net.classifier = nn.Linear(2 * cfg.rnn_hidden, cfg.n_classes)
+
+
+def recurrent_head_logits(net: nn.Module, x: Tensor) -> Tensor:
+    """Logits (B, n_classes) of :func:`add_recurrent_head`'s layers over a sequence (B, steps, input_size)."""
+    h, _ = net.rnn(x)  # (B, steps, 2 * hidden)
+    return net.classifier(net.dropout(net.pool(h)))
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from crnn import musicnn
 from crnn.config import FeatureConfig, ModelConfig, PipelineConfig
-from crnn.models import CRNN, AttentionPooling, GenreNet
+from crnn.models import CRNN, GenreNet, add_recurrent_head, recurrent_head_logits
 
 
 def _require(cond: bool, msg: str) -> None:
@@ -279,17 +279,7 @@ class MusicnnCRNN(MusicnnNet):
         self.project = nn.Sequential(
             nn.Linear(musicnn.EMBEDDING_DIM, self.projection_dim), nn.ReLU(inplace=True), nn.Dropout(model_cfg.dropout)
         )
-        rnn_cls = nn.GRU if model_cfg.rnn_type == "gru" else nn.LSTM
-        self.rnn = rnn_cls(
-            self.projection_dim,
-            model_cfg.rnn_hidden,
-            num_layers=model_cfg.rnn_layers,
-            batch_first=True,
-            bidirectional=True,
-        )
-        self.pool = AttentionPooling(2 * model_cfg.rnn_hidden, model_cfg.attention_dim)
-        self.dropout = nn.Dropout(model_cfg.dropout)
-        self.classifier = nn.Linear(2 * model_cfg.rnn_hidden, model_cfg.n_classes)
+        add_recurrent_head(self, self.projection_dim, model_cfg)
 
     def embedding(self, log_mel: Tensor) -> Tensor:
         """Musicnn's front + mid-end features: (B, 96, T) in dB -> (B, 753, T)."""
@@ -297,9 +287,9 @@ class MusicnnCRNN(MusicnnNet):
 
     def head(self, embedding: Tensor) -> Tensor:
         """Logits (B, n_classes) from mid-end features (B, 753, T)."""
-        x = self.project(embedding.float().transpose(1, 2))  # (B, T, 753) -> (B, T, 128)
-        h, _ = self.rnn(x)  # (B, T, 2 * hidden)
-        return self.classifier(self.dropout(self.pool(h)))
+        return recurrent_head_logits(
+            self, self.project(embedding.float().transpose(1, 2))
+        )  # (B, T, 753) -> (B, T, 128)
 
 
 class MusicnnLinear(MusicnnNet):
