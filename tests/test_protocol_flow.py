@@ -35,7 +35,9 @@ def excerpts_slice(gtzan_excerpts: Path, tmp_path: Path) -> Path:
     return slice_of(gtzan_excerpts, tmp_path / "excerpts", 2)
 
 
-@pytest.mark.parametrize("architecture", ["musicnn-crnn", "crnn-attention", "choi-crnn", "cnn-lstm", "parallel-cnn-bilstm"])
+@pytest.mark.parametrize(
+    "architecture", ["musicnn-crnn", "crnn-attention", "choi-crnn", "cnn-lstm", "parallel-cnn-bilstm"]
+)
 def test_architecture_trains_evaluates_registers_and_scores(
     prefect_harness, mlflow_store, mini_slice, tmp_path, architecture: str
 ) -> None:
