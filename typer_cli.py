@@ -20,7 +20,15 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 from rich.table import Table
 
-from crnn.config import ARCHITECTURES, BASELINE, PRETRAINED_CHECKPOINTS, ModelConfig, SplitConfig, TrainConfig
+from crnn.config import (
+    ARCHITECTURES,
+    BASELINE,
+    PRETRAINED_CHECKPOINTS,
+    UNCERTAIN_BELOW,
+    ModelConfig,
+    SplitConfig,
+    TrainConfig,
+)
 from infra.redact import redact
 from infra.sources import GTZAN_URL, fetch_dataset
 
@@ -74,6 +82,10 @@ NMels = Annotated[int | None, _arch_option("Number of mel bands.", _int_or_auto,
 SegmentS = Annotated[float | None, _arch_option("Segment length in seconds.", _float_or_auto, "SECONDS|auto")]
 OverlapS = Annotated[
     float | None, _arch_option("Overlap between consecutive segments in seconds.", _float_or_auto, "SECONDS|auto")
+]
+MaxSegments = Annotated[
+    int | None,
+    _arch_option("Score at most this many evenly spaced segments per track (0: all).", _int_or_auto, "INT|auto"),
 ]
 
 MixupAlpha = Annotated[
@@ -148,6 +160,7 @@ def train(
     n_mels: NMels = None,
     segment_s: SegmentS = None,
     overlap_s: OverlapS = None,
+    max_segments: MaxSegments = None,
     rnn_type: Annotated[
         str, typer.Option(help="crnn-attention's recurrent layer: gru or lstm (bidirectional).")
     ] = _M.rnn_type,
@@ -248,6 +261,7 @@ def protocol(
     n_mels: NMels = None,
     segment_s: SegmentS = None,
     overlap_s: OverlapS = None,
+    max_segments: MaxSegments = None,
     epochs: Annotated[int, typer.Option(help="Maximum number of epochs per training.")] = _T.epochs,
     batch_size: Annotated[int, typer.Option(help="Segments per batch.")] = _T.batch_size,
     learning_rate: Annotated[float, typer.Option(help="Adam learning rate.")] = _T.learning_rate,
@@ -296,8 +310,8 @@ def score(
     model_uri: ModelUri = "models:/genre-crnn@champion",
     top_k: Annotated[int, typer.Option(help="Genres listed per track, best first.")] = 3,
     uncertain_below: Annotated[
-        float, typer.Option(help="Flag a track `uncertain` when its top probability is below this (0-1).")
-    ] = 0.5,
+        float, typer.Option(help="Flag a track `uncertain` (not tagged) when its top probability is below this (0-1).")
+    ] = UNCERTAIN_BELOW,
     timeline: Annotated[
         bool, typer.Option(help="Also record per-segment predictions (start s, end s, genre).")
     ] = False,

@@ -33,6 +33,8 @@ class FeatureConfig:
         segment_s: length of one model input segment (in seconds).
         overlap_s: overlap between consecutive segments of a track (in seconds).
         min_segment_s: shortest audio (in seconds) still scored as one (shorter) segment.
+        max_segments: score at most this many of a track's segments, evenly spaced over it (0: every
+            segment). Bounds the scoring cost per track whatever its length; training uses every segment.
     """
 
     sample_rate: int = 22050
@@ -44,6 +46,7 @@ class FeatureConfig:
     segment_s: float = 3.0
     overlap_s: float = 1.5
     min_segment_s: float = 1.0
+    max_segments: int = 0
 
     def __post_init__(self) -> None:
         _check(self.sample_rate > 0, f"sample_rate must be > 0 Hz, got {self.sample_rate}")
@@ -67,6 +70,7 @@ class FeatureConfig:
             0 < self.min_segment_s <= self.segment_s,
             f"min_segment_s must be in (0, segment_s] s, got {self.min_segment_s}",
         )
+        _check(self.max_segments >= 0, f"max_segments must be >= 0 (0: every segment), got {self.max_segments}")
 
     @property
     def resolved_f_max(self) -> float:
@@ -110,17 +114,32 @@ baseline, and the architecture of checkpoints written before the model zoo."""
 PRETRAINED_CHECKPOINTS = ("MSD_musicnn", "MTT_musicnn")
 """musicnn checkpoints the ``musicnn-*`` models start from (``crnn.musicnn.CHECKPOINTS``)."""
 
-_MUSICNN_FEATURES = {"sample_rate": 16000, "n_fft": 512, "hop_length": 256, "n_mels": 96, "segment_s": 3.0}
+_MUSICNN_FEATURES = {
+    "sample_rate": 16000,
+    "n_fft": 512,
+    "hop_length": 256,
+    "n_mels": 96,
+    "segment_s": 3.0,
+    "overlap_s": 0.0,
+    "max_segments": 5,
+}
+
+UNCERTAIN_BELOW = 0.75
+"""Default confidence threshold of scoring: a track whose top probability is below it is ``uncertain`` and not
+tagged. Chosen on the cross-artist clips for the default ``musicnn-linear`` (3 seeds, bench/RESULTS.md): the
+tags written are right for 0.775 of clips, 30% of clips are left uncertain (at 0.5: 0.679, 12%)."""
 
 BASELINE = "mfcc-logreg"
 """The classical baseline (``crnn.baseline``), evaluated beside the zoo under the same protocol."""
 
 ARCHITECTURE_FEATURES: dict[str, dict[str, Any]] = {
     "crnn-attention": {},  # FeatureConfig's defaults
-    # musicnn (Pons & Serra 2019): 16 kHz, n_fft 512, hop 256, 96 bands, 3 s patches (187 frames); segments
-    # do not overlap (scoring cost: the pretrained front end is ~14x the CRNN's per segment).
-    "musicnn-crnn": {**_MUSICNN_FEATURES, "overlap_s": 0.0},
-    "musicnn-linear": {**_MUSICNN_FEATURES, "overlap_s": 0.0},
+    # musicnn (Pons & Serra 2019): 16 kHz, n_fft 512, hop 256, 96 bands, 3 s patches (187 frames). Its front
+    # end costs ~2.8 GFLOP per segment (~14x the CRNN's), so segments do not overlap and a track is scored on
+    # 5 evenly spaced ones (bench/segment_cap.py: track accuracy 0.921 against 0.926 with all ten segments of a
+    # 30 s track, the same genre on 98% of tracks; bench/RESULTS.md).
+    "musicnn-crnn": _MUSICNN_FEATURES,
+    "musicnn-linear": _MUSICNN_FEATURES,
     # Seed 001 / Choi et al. 2017: 12 kHz, 96 mel bands, n_fft 512, hop 256, 29.12 s inputs.
     "choi-crnn": {
         "sample_rate": 12000,

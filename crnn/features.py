@@ -153,8 +153,22 @@ def segment_starts(n_frames: int, cfg: FeatureConfig) -> list[int]:
     return list(range(0, n_frames - cfg.segment_frames + 1, cfg.hop_frames))
 
 
+def scored_segment_starts(n_frames: int, cfg: FeatureConfig) -> list[int]:
+    """Start frames of the segments scoring reads: :func:`segment_starts`, at most ``cfg.max_segments`` of them.
+
+    With more segments than ``max_segments`` (> 0), segment ``floor((i + 0.5) * n / max_segments)`` is
+    kept for each ``i``: one from the middle of each of ``max_segments`` equal stretches of the track,
+    so a track's start and end (intros, fades) weigh no more than its body.
+    """
+    starts = segment_starts(n_frames, cfg)
+    n, keep = len(starts), cfg.max_segments
+    if keep == 0 or n <= keep:
+        return starts
+    return [starts[(2 * i + 1) * n // (2 * keep)] for i in range(keep)]
+
+
 def segment_log_mel(log_mel_: Tensor, cfg: FeatureConfig) -> Tensor:
-    """Cut one track's log-mel spectrogram into segments.
+    """Cut one track's log-mel spectrogram into the segments scoring reads (:func:`scored_segment_starts`).
 
     Args:
         log_mel_: shape (n_mels, frames), in dB.
@@ -167,7 +181,7 @@ def segment_log_mel(log_mel_: Tensor, cfg: FeatureConfig) -> Tensor:
         ValueError: the track is shorter than ``cfg.min_segment_s``.
     """
     n_frames = log_mel_.shape[-1]
-    starts = segment_starts(n_frames, cfg)
+    starts = scored_segment_starts(n_frames, cfg)
     if not starts:
         raise ValueError(
             f"audio of {n_frames} frames is shorter than min_segment_s={cfg.min_segment_s} s ({cfg.min_frames} frames)"

@@ -13,17 +13,14 @@ import numpy as np
 
 from crnn import GENRES
 from crnn.audio import load_audio
-from crnn.config import FeatureConfig
-from crnn.features import segment_starts
+from crnn.config import UNCERTAIN_BELOW, FeatureConfig
+from crnn.features import scored_segment_starts
 from crnn.inference import predict_waveform
 from crnn.models import GenreNet
 
 T = TypeVar("T")
 R = TypeVar("R")
 
-
-UNCERTAIN_BELOW = 0.5
-"""Default confidence threshold: a track whose top probability is below it is ``uncertain`` (not tagged)."""
 
 SILENCE_DBFS = -60.0
 """A track whose level with its DC offset removed is below this (in dBFS) is silent and not scored."""
@@ -105,7 +102,9 @@ def segment_bounds_s(n_samples: int, cfg: FeatureConfig) -> list[tuple[float, fl
     n_frames = 1 + n_samples // cfg.hop_length
     frame_s = cfg.hop_length / cfg.sample_rate
     duration_s = n_samples / cfg.sample_rate
-    return [(s * frame_s, min(duration_s, (s + cfg.segment_frames) * frame_s)) for s in segment_starts(n_frames, cfg)]
+    return [
+        (s * frame_s, min(duration_s, (s + cfg.segment_frames) * frame_s)) for s in scored_segment_starts(n_frames, cfg)
+    ]
 
 
 def summarize(

@@ -6,6 +6,7 @@ from typing import Literal
 
 from prefect import flow, unmapped
 
+from crnn.config import UNCERTAIN_BELOW
 from flows.runners import task_runner
 from infra.registry import MODEL_NAME
 from tasks.score import export_results, plan_scoring, resolve_model, score_chunk, write_genre_tags
@@ -21,7 +22,7 @@ def batch_score_flow(
     output_dir: str = "scores",
     model_uri: str = DEFAULT_MODEL_URI,
     top_k: int = 3,
-    uncertain_below: float = 0.5,
+    uncertain_below: float = UNCERTAIN_BELOW,
     timeline: bool = False,
     max_duration_s: float = 600.0,
     chunk_size: int = 32,

@@ -73,6 +73,7 @@ def protocol_flow(
     n_mels: int | None = None,
     segment_s: float | None = None,
     overlap_s: float | None = None,
+    max_segments: int | None = None,
     epochs: int = _T.epochs,
     batch_size: int = _T.batch_size,
     learning_rate: float = _T.learning_rate,

@@ -42,6 +42,7 @@ def train_flow(
     n_mels: int | None = None,
     segment_s: float | None = None,
     overlap_s: float | None = None,
+    max_segments: int | None = None,
     rnn_type: str = _M.rnn_type,
     epochs: int = _T.epochs,
     batch_size: int = _T.batch_size,

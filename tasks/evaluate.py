@@ -11,9 +11,9 @@ from prefect import task
 
 from crnn import GENRES
 from crnn.calibration import expected_calibration_error, reliability, selective_accuracy
+from crnn.config import UNCERTAIN_BELOW
 from crnn.evaluate import TrackEvaluation, evaluate_tracks
 from crnn.inference import load_checkpoint
-from crnn.scoring import UNCERTAIN_BELOW
 from crnn.train import resolve_device
 from infra import plots, tracking
 from tasks import task_logger

@@ -98,6 +98,7 @@ NON_DEFAULTS = {
     "n_mels": 48,
     "segment_s": 2.5,
     "overlap_s": 1.0,
+    "max_segments": 4,
     "rnn_type": "lstm",
     "epochs": 3,
     "batch_size": 8,

@@ -20,6 +20,7 @@ from crnn.features import (
     extract_to_cache,
     log_mel,
     log_mel_librosa,
+    scored_segment_starts,
     segment_log_mel,
     segment_starts,
 )
@@ -138,6 +139,35 @@ def test_segment_log_mel_shapes_and_content() -> None:
     segs = segment_log_mel(short, SMALL)
     assert segs.shape == (1, SMALL.n_mels, 20)
     torch.testing.assert_close(segs[0], short)
+
+
+@pytest.mark.parametrize("n_frames", [16, 31, 47, 63, 64, 100, 257, 1000, 10_000])
+@pytest.mark.parametrize("cap", [1, 3, 6])
+def test_scored_segment_starts_keep_at_most_max_segments_spread_over_the_track(n_frames: int, cap: int) -> None:
+    capped = FeatureConfig(**{**SMALL.__dict__, "max_segments": cap})
+    every = segment_starts(n_frames, SMALL)
+    starts = scored_segment_starts(n_frames, capped)
+    assert scored_segment_starts(n_frames, SMALL) == every  # 0: every segment
+    assert set(starts) <= set(every) and starts == sorted(set(starts))
+    assert len(starts) == min(cap, len(every))
+    if len(every) > cap:  # one from the middle of each of `cap` equal stretches of the segment list
+        n = len(every)
+        for i, s in enumerate(starts):
+            assert i * n <= cap * every.index(s) < (i + 1) * n
+
+
+def test_segment_log_mel_cuts_only_the_scored_segments() -> None:
+    capped = FeatureConfig(**{**SMALL.__dict__, "max_segments": 2})
+    mel = torch.randn(SMALL.n_mels, 100, generator=torch.Generator().manual_seed(0))  # 5 segments: 0, 16, ..., 64
+    segs = segment_log_mel(mel, capped)
+    assert segs.shape == (2, SMALL.n_mels, SMALL.segment_frames)
+    torch.testing.assert_close(segs[0], mel[:, 16:47])  # segments 1 and 3 of 0..4
+    torch.testing.assert_close(segs[1], mel[:, 48:79])
+
+
+def test_max_segments_is_checked() -> None:
+    with pytest.raises(ValueError, match="max_segments must be >= 0"):
+        FeatureConfig(max_segments=-1)
 
 
 def test_segment_log_mel_rejects_too_short() -> None:

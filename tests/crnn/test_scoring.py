@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import threading
 import time
@@ -121,6 +122,22 @@ def test_summarize_timeline_follows_segment_bounds(seconds: float) -> None:
 
 @pytest.mark.parametrize("seconds", [0.5, 0.99, 1.0, 2.0, 2.99, 3.0, 3.1, 4.5, 7.77, 12.0])
 def test_segment_bounds_match_segment_log_mel(seconds: float) -> None:
+    """The timeline's segments are those scored, with or without a cap on their number."""
+    capped = dataclasses.replace(CFG, max_segments=3)
+    n = int(seconds * SR)
+    mel = log_mel(0.1 * torch.randn(n), capped)
+    if n / SR >= CFG.min_segment_s:
+        frame_s = CFG.hop_length / SR
+        bounds = segment_bounds_s(n, capped)
+        cut = segment_log_mel(mel, capped)
+        assert len(bounds) == cut.shape[0] <= 3
+        for (a, _), segment in zip(bounds, cut):
+            start = round(a / frame_s)
+            torch.testing.assert_close(segment, mel[:, start : start + segment.shape[1]])
+
+
+@pytest.mark.parametrize("seconds", [0.5, 0.99, 1.0, 2.0, 2.99, 3.0, 3.1, 4.5, 7.77, 12.0])
+def test_segment_bounds_of_every_segment(seconds: float) -> None:
     n = int(seconds * SR)
     waveform = 0.1 * torch.randn(n)
     try:
