@@ -14,7 +14,7 @@ setup: $(VENV)/.installed
 
 $(VENV)/.installed: requirements.lock
 	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet uv==0.13.8
+	$(VENV)/bin/pip install --quiet "$$(grep "^uv==" requirements.lock)"  # the lock's uv installs the rest
 	$(UV) pip install --python $(PY) --quiet -r requirements.lock
 	touch $@
 
@@ -40,8 +40,8 @@ test-fast: setup
 lint: setup
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
-lock:  ## re-resolve requirements.in into requirements.lock
-	$(UV) pip compile requirements.in -o requirements.lock --python-version 3.11 --python-platform x86_64-manylinux_2_28
+lock:  ## re-resolve requirements.in and requirements-dev.in into requirements.lock (uv keeps its current pins where it can)
+	$(UV) pip compile requirements.in requirements-dev.in -o requirements.lock --python-version 3.11 --python-platform x86_64-manylinux_2_28
 
 clean:
 	rm -rf work scores mlartifacts mlruns mlflow.db .prefect

@@ -19,6 +19,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.types.schema import Array, ColSpec, Schema
 
 from crnn import GENRES
+from infra.requirements import model_requirements
 from infra.tracking import SPLIT_ARTIFACT_DIR
 
 log = logging.getLogger(__name__)
@@ -49,11 +50,8 @@ def input_example() -> pd.DataFrame:
 
 
 def pip_requirements() -> list[str]:
-    """Pinned runtime requirements of the served model (versions of this environment)."""
-    from importlib.metadata import version
-
-    pkgs = ["torch", "torchaudio", "numpy", "pandas", "soundfile", "librosa", "mlflow"]
-    return [f"{p}=={version(p)}" for p in pkgs]
+    """Pinned runtime requirements of the served model: the locked versions of what its code imports."""
+    return model_requirements()
 
 
 def log_model(run_id: str, checkpoint: str | Path) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,31 @@ import soundfile as sf
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+README_BASH = re.compile(r"^```bash\n(.*?)^```", re.S | re.M)
+
+
+def readme_command(fragment: str) -> str:
+    """The one command line of README.md's bash blocks that contains ``fragment``, without its comment.
+
+    Tests run it as written (``bash -c``, from the repository root, in a shell that has not activated the
+    venv), replacing only the user's data paths and adding test-only options.
+    """
+    blocks = README_BASH.findall((ROOT / "README.md").read_text())
+    lines = [line for block in blocks for line in block.splitlines() if fragment in line]
+    assert len(lines) == 1, f"README has {len(lines)} command lines with {fragment!r}"
+    return lines[0].split("  #", 1)[0].strip()
+
+
+def user_shell_env(**extra: str) -> dict[str, str]:
+    """The test process's environment as a user's shell has it: no activated venv; plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
+    venv_bin = str(ROOT / ".venv" / "bin")
+    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if p != venv_bin)
+    return env | extra
+
+
 SHARED = Path(os.environ.get("GENRE_CRNN_SHARED", ROOT.parent / "shared"))
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")

@@ -232,16 +232,15 @@ def test_s3_library(prefect_harness, use_champion, library, tmp_path, monkeypatc
 
 
 def test_mlflow_run_score_entry_point(use_champion, library, tmp_path):
-    """`mlflow run . -e score --env-manager local` labels a library through the MLproject."""
+    """README's `mlflow run . -e score` labels a library in the project's uv-built environment."""
+    from tests.conftest import readme_command, user_shell_env
+
     out = tmp_path / "scores"
-    env = os.environ | {
-        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",  # the MLproject command runs `python`
-        "PREFECT_HOME": str(tmp_path / "prefect"),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    }
-    cmd = [sys.executable, "-m", "mlflow", "run", str(ROOT), "-e", "score", "--env-manager", "local"]
-    cmd += ["-P", f"library={library / 'classical'}", "-P", f"output_dir={out}", "-P", "top_k=2"]
-    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    command = readme_command("mlflow run . --env-manager uv --experiment-name genre-crnn -e score")
+    command = command.replace("library=$HOME/Music", f"library={library / 'classical'}").replace("top_k=5", "top_k=2")
+    command += f" -P output_dir={out}"
+    env = user_shell_env(PREFECT_HOME=str(tmp_path / "prefect"))
+    done = subprocess.run(["bash", "-c", command], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     rows = _rows(out)
     assert len(rows) == 1 + len(ALL_FORMATS) and (rows.status == "scored").all()

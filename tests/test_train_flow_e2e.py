@@ -90,24 +90,20 @@ def test_registered_model_scores_paths_and_waveforms(prefect_harness, mlflow_sto
 
 
 def test_mlflow_run_main_entry_point(mlflow_store, gtzan_slice, tmp_path):
-    """`mlflow run . --env-manager local` trains through the MLproject into its own MLflow run."""
-    import os
+    """README's `mlflow run .` (main) trains in the project's uv-built environment into one run of `genre-crnn`."""
     import subprocess
-    import sys
 
-    root = Path(__file__).resolve().parents[1]
+    from tests.conftest import ROOT, readme_command, user_shell_env
+
+    command = readme_command("mlflow run . --env-manager uv --experiment-name genre-crnn -P source=")
+    command = command.replace("source=../shared/data/gtzan_mini", f"source={gtzan_slice}")  # a smaller slice
+    command += f" -P work_dir={tmp_path / 'work'} -P epochs=1 -P patience=1"
     client = MlflowClient()
-    exp = client.create_experiment("mlproject-test", artifact_location=(tmp_path / "artifacts").as_uri())
-    env = os.environ | {
-        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-        "PREFECT_HOME": str(tmp_path / "prefect"),
-    }
-    cmd = [sys.executable, "-m", "mlflow", "run", str(root), "--env-manager", "local", "--experiment-id", exp]
-    for k, v in {"source": gtzan_slice, "work_dir": tmp_path / "work", "epochs": 1, "patience": 1}.items():
-        cmd += ["-P", f"{k}={v}"]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    exp = client.create_experiment("genre-crnn", artifact_location=(tmp_path / "artifacts").as_uri())
+    env = user_shell_env(PREFECT_HOME=str(tmp_path / "prefect"))
+    done = subprocess.run(["bash", "-c", command], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     (run,) = client.search_runs([exp])
-    assert run.info.status == "FINISHED"
+    assert run.info.status == "FINISHED" and run.data.tags["mlflow.project.env"] == "uv"
     assert run.data.params["epochs"] == "1" and run.data.params["train.epochs"] == "1"  # MLproject's and ours
     assert "test/track_accuracy" in run.data.metrics and run.data.tags["registry.version"] == "1"
