@@ -33,7 +33,79 @@ from infra.redact import redact
 from infra.sources import GTZAN_URL, fetch_dataset
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
+app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+_DEBUG = {"traceback": False}
+
+
+@app.callback()
+def _global_options(
+    debug: Annotated[bool, typer.Option("--debug", help="Print the full traceback of an error.")] = False,
+) -> None:
+    _DEBUG["traceback"] = debug
+
+
+def _bad(option: str, reason: str) -> typer.BadParameter:
+    """A usage error (exit code 2) naming the option."""
+    return typer.BadParameter(reason, param_hint=option)
+
+
+def _check_config(check, **options) -> None:
+    """Build the run's config now, so an invalid option is a usage error before anything starts."""
+    try:
+        check(**options)
+    except ValueError as exc:
+        raise _bad("options", str(exc)) from None
+
+
+def _check_local_path(option: str, value: str | Path) -> None:
+    """A local path (not a URL or s3:// URI) that does not exist is a usage error."""
+    text = str(value)
+    if "://" not in text and not Path(text).expanduser().exists():
+        raise _bad(option, f"no such file or folder: {text}")
+
+
+def _check_services() -> None:
+    """Point MLflow at its store and fail in seconds when it, or $PREFECT_API_URL, does not answer."""
+    from infra.tracking import check_services, configure_tracking
+
+    configure_tracking()
+    check_services()
+
+
+def _check_model(model_uri: str) -> None:
+    """A ``models:/name@alias`` or ``models:/name/version`` that the registry does not have: say to train first."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    if not model_uri.startswith("models:/"):
+        return
+    name, _, ref = model_uri.removeprefix("models:/").partition("@")
+    try:
+        if ref:
+            MlflowClient().get_model_version_by_alias(name, ref)
+        else:
+            name, _, version = name.partition("/")
+            MlflowClient().get_model_version(name, version) if version else MlflowClient().get_registered_model(name)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        raise ModelMissingError(
+            f"{model_uri} is not in the model registry at {_tracking_uri()}: train one first (make train)"
+        ) from None
+
+
+def _tracking_uri() -> str:
+    import mlflow
+
+    from infra.redact import redact
+
+    return redact(mlflow.get_tracking_uri())
+
+
+class ModelMissingError(LookupError):
+    """The model URI names no registered model version."""
+
+
 console = Console(stderr=True)
 _M, _T, _S = ModelConfig(), TrainConfig(), SplitConfig()
 
@@ -192,11 +264,14 @@ def train(
     With --dask the log-mel chunks run on the Dask cluster; training stays in this process.
     """
     params = {k: v for k, v in locals().items() if k not in ("work_dir", "dask")}
+    from crnn.config import PipelineConfig, config_option_names
+
+    _check_config(PipelineConfig.from_options, **{k: v for k, v in params.items() if k in config_option_names()})
+    _check_local_path("--source", source)
+    _check_services()  # a tracking store that cannot work fails now, not after download, split and features
     from flows.runners import task_runner
     from flows.train_flow import FEATURE_THREADS, train_flow
-    from infra.tracking import configure_tracking
 
-    configure_tracking()  # a tracking URI that cannot work fails now, not after download, split and features
     _fetch_with_progress(source, work_dir, sha256)
     run = train_flow.with_options(task_runner=task_runner(FEATURE_THREADS, dask)) if dask else train_flow
     result = run(work_dir=str(work_dir), **params)
@@ -222,9 +297,10 @@ def evaluate(
     from crnn import GENRES
     from crnn.dataset import discover_tracks, parse_track_id
     from crnn.evaluate import classification_report
-    from infra.tracking import configure_tracking
 
-    configure_tracking()
+    _check_local_path("--data", data)
+    _check_services()
+    _check_model(model)
     paths = discover_tracks(data)
     truth = [GENRES.index(parse_track_id(p.name.rsplit(".", 1)[0])[0]) for p in paths]
     pred = mlflow.pyfunc.load_model(model).predict(pd.DataFrame({"path": [str(p) for p in paths]}))
@@ -281,10 +357,16 @@ def protocol(
     The k-fold figure is artist-confounded (GTZAN is ordered by artist); choose models by the cross-artist one.
     """
     params = {k: v for k, v in locals().items() if k != "work_dir"}  # before the imports below add locals
-    from flows.protocol_flow import protocol_flow
-    from infra.tracking import configure_tracking
+    from crnn.config import config_option_names, protocol_config
 
-    configure_tracking()  # a tracking URI that cannot work fails before any work
+    _check_config(protocol_config, model=model, **{k: v for k, v in params.items() if k in config_option_names()})
+    if folds < 2:
+        raise _bad("--folds", f"need at least 2 folds, got {folds}")
+    _check_local_path("--source", source)
+    _check_local_path("--cross-artist", cross_artist)
+    _check_services()  # a tracking store that cannot work fails before any work
+    from flows.protocol_flow import protocol_flow
+
     s = protocol_flow(work_dir=str(work_dir), **params)
     console.print(
         f"[bold]{model}[/] (parent run {s['run_id']}): cross-artist accuracy {s['cross_artist/accuracy']:.3f}, "
@@ -335,6 +417,15 @@ def score(
 ) -> None:
     """Run batch-score-flow: label new or changed music files with the registered model (reruns skip what is done)."""
     params = {k: v for k, v in locals().items() if k != "dask"}
+    from crnn.config import check_scoring_options
+
+    _check_config(check_scoring_options, top_k=top_k, uncertain_below=uncertain_below, max_duration_s=max_duration_s)
+    if tags not in ("off", "dry-run", "write"):
+        raise _bad("--tags", f"must be off, dry-run or write, got {tags!r}")
+    for root in library:
+        _check_local_path("--library", root)
+    _check_services()
+    _check_model(model_uri)
     from flows.batch_score_flow import CHUNK_WORKERS, batch_score_flow
     from flows.runners import task_runner
 
@@ -447,9 +538,32 @@ def deploy(
     )
 
 
+def _expected(exc: BaseException) -> bool:
+    """Errors of bad input or an unusable setup, which a one-line message explains."""
+    from crnn.audio import AudioDecodeError
+    from infra.pretrained import PretrainedWeightsError
+    from infra.sources import DatasetSourceError
+    from infra.tracking import TrackingConfigError
+
+    own = (DatasetSourceError, TrackingConfigError, PretrainedWeightsError, AudioDecodeError, ModelMissingError)
+    return isinstance(exc, (*own, FileNotFoundError, ValueError))
+
+
+def main() -> None:
+    """Run the CLI; the project's own errors print one line (``error: ...``, exit code 1) unless ``--debug``."""
+    try:
+        app()
+    except Exception as exc:
+        if _DEBUG["traceback"] or not _expected(exc):
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        console.print(f"[red]error:[/] {first}  (--debug shows the traceback)", highlight=False, soft_wrap=True)
+        raise SystemExit(1) from None
+
+
 if __name__ == "__main__":
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s | %(levelname)-7s | %(name)s - %(message)s", "%H:%M:%S"))
     logging.getLogger("infra").addHandler(handler)  # download/extraction messages; Prefect prints its own
     logging.getLogger("infra").setLevel(logging.INFO)
-    app()
+    main()

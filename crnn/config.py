@@ -129,6 +129,26 @@ UNCERTAIN_BELOW = 0.75
 tagged. Chosen on the cross-artist clips for the default ``musicnn-linear`` (3 seeds, bench/RESULTS.md): the
 tags written are right for 0.775 of clips, 30% of clips are left uncertain (at 0.5: 0.679, 12%)."""
 
+
+def check_scoring_options(top_k: int, uncertain_below: float, max_duration_s: float | None) -> None:
+    """Raise ``ValueError`` for scoring options no file could be scored with.
+
+    Args:
+        top_k: genres listed per track, >= 1.
+        uncertain_below: confidence threshold, in [0, 1].
+        max_duration_s: seconds scored from the start of a file, >= 0 (0 or ``None``: the whole file).
+    """
+    _check(top_k >= 1, f"top_k must be >= 1, got {top_k}")
+    _check(0.0 <= uncertain_below <= 1.0, f"uncertain_below must be in [0, 1], got {uncertain_below}")
+    _check(max_duration_s is None or max_duration_s >= 0, f"max_duration_s must be >= 0 s, got {max_duration_s}")
+
+
+def config_option_names() -> frozenset[str]:
+    """The flat option names :meth:`PipelineConfig.from_options` takes (``split`` names the split method)."""
+    sections = (FeatureConfig, ModelConfig, TrainConfig, SplitConfig)
+    return frozenset({f.name for section in sections for f in dataclasses.fields(section)} - {"method"} | {"split"})
+
+
 BASELINE = "mfcc-logreg"
 """The classical baseline (``crnn.baseline``), evaluated beside the zoo under the same protocol."""
 

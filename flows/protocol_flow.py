@@ -33,6 +33,12 @@ CROSS_ARTIST_SOURCE = "../shared/data/gtzan_excerpts"
 """The cross-artist clips on these machines: 2-3 s excerpts of GTZAN tracks 00031-00040 (mostly other artists)."""
 
 
+RUN_OPTIONS = frozenset(
+    {"source", "cross_artist", "work_dir", "model", "folds", "device", "feature_backend", "experiment"}
+)
+"""protocol-flow parameters that are not part of the evaluated model's :class:`PipelineConfig`."""
+
+
 @flow(name="protocol-evaluation", log_prints=True)
 def protocol_evaluation(
     evaluation: dict, cfg: PipelineConfig, model: str, parent_run_id: str, cache_root: str, work_dir: str, context: dict
@@ -93,11 +99,7 @@ def protocol_flow(
     The parent MLflow run holds the summary (``cross_artist/*``, ``kfold/*_mean``/``_std``,
     ``train_seconds``, ``speed/tracks_per_s``); each evaluation is a nested run with ``test/*``.
     """
-    options = {
-        k: v
-        for k, v in locals().items()
-        if k not in {"source", "cross_artist", "work_dir", "model", "folds", "device", "feature_backend", "experiment"}
-    }
+    options = {k: v for k, v in locals().items() if k not in RUN_OPTIONS}
     cfg = protocol_config(model, **options)
     work = Path(work_dir)
     dataset, cross = download_dataset(source, str(work)), download_dataset(cross_artist, str(work))

@@ -79,6 +79,45 @@ def configure_tracking(tracking_uri: str | None = None) -> str:
     return uri
 
 
+REACH_TIMEOUT_S = 5.0
+"""How long :func:`check_services` waits for a tracking server, database or Prefect API to answer (in seconds)."""
+
+
+def check_services(timeout_s: float = REACH_TIMEOUT_S) -> None:
+    """Fail fast when the tracking store or the Prefect API in use does not answer, before any work starts.
+
+    Checks an ``http(s)://`` tracking URI's ``/health``, connects to a database URI (``connect_timeout``),
+    and checks ``$PREFECT_API_URL``'s ``/health`` when set (unset: a temporary local API is started later).
+    Call :func:`configure_tracking` first.
+
+    Raises:
+        TrackingConfigError: one line naming the (redacted) URL and the reason.
+    """
+    import requests
+    import sqlalchemy
+
+    uri = mlflow.get_tracking_uri()
+    urls = [("MLflow tracking server", uri.rstrip("/") + "/health")] if uri.startswith(("http://", "https://")) else []
+    if api := os.environ.get("PREFECT_API_URL"):
+        urls.append(("Prefect API", api.rstrip("/") + "/health"))
+    for what, url in urls:
+        try:
+            requests.get(url, timeout=timeout_s).raise_for_status()
+        except requests.RequestException as exc:
+            reason = type(exc).__name__ if not isinstance(exc, requests.HTTPError) else str(exc.response.status_code)
+            raise TrackingConfigError(
+                f"{what} at {redact(url.rsplit('/health', 1)[0])} does not answer ({reason})"
+            ) from exc
+    if not _is_local_store(uri) and not uri.startswith(("http://", "https://", "databricks")):
+        connect_args = {"connect_timeout": int(timeout_s)} if uri.startswith("postgresql") else {}
+        try:
+            with sqlalchemy.create_engine(uri, connect_args=connect_args).connect():
+                pass
+        except sqlalchemy.exc.SQLAlchemyError as exc:
+            first = str(exc.orig if getattr(exc, "orig", None) else exc).strip().splitlines()[0]
+            raise TrackingConfigError(f"tracking database {redact(uri)} does not answer: {first}") from exc
+
+
 def _is_local_store(uri: str) -> bool:
     return uri.startswith(("sqlite:", "file:")) or "://" not in uri
 

@@ -17,6 +17,7 @@ from prefect.runtime import flow_run
 
 from crnn import GENRES
 from crnn.audio import AudioDecodeError, file_sha256, non_regular_reason
+from crnn.config import check_scoring_options
 from crnn.inference import load_checkpoint
 from crnn.models import GenreNet
 from crnn.scoring import SilentError, TooShortError, TrackPrediction, decode_for, prefetch, score_waveform
@@ -71,11 +72,7 @@ def plan_scoring(
 
 def check_options(top_k: int, uncertain_below: float, timeline: bool, max_duration_s: float | None) -> None:
     """Raise ``ValueError`` for options no file could be scored with (before any file is touched)."""
-    if top_k < 1 or not 0.0 <= uncertain_below <= 1.0 or (max_duration_s is not None and max_duration_s < 0):
-        raise ValueError(
-            f"need top_k >= 1, 0 <= uncertain_below <= 1, max_duration_s >= 0; got {top_k}, {uncertain_below}, "
-            f"{max_duration_s}"
-        )
+    check_scoring_options(top_k, uncertain_below, max_duration_s)
 
 
 _load_lock = threading.Lock()

@@ -141,3 +141,54 @@ def test_download_checks_the_sha256_option(tmp_path) -> None:
     result = CliRunner().invoke(app, args)
     assert isinstance(result.exception, DatasetSourceError) and "SHA-256 mismatch" in str(result.exception)
     assert not (tmp_path / "work" / "extracted").exists()
+
+
+def _cli(args: list[str], cwd: Path, **env: str):
+    """typer_cli.py as a user runs it: a fresh process, a shell without the venv activated."""
+    import subprocess
+    import sys
+
+    from tests.conftest import user_shell_env
+
+    env = user_shell_env(PREFECT_HOME=str(cwd / "prefect"), **env)
+    env.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{cwd / 'mlflow.db'}")
+    cmd = [sys.executable, str(ROOT / "typer_cli.py"), *args]
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "--epochs", "0"], "epochs must be >= 1, got 0"),
+        (["train", "--architecture", "nope"], "architecture must be one of musicnn-linear"),
+        (["train", "--source", "/nonexistent/genres"], "no such file or folder: /nonexistent/genres"),
+        (["score", "--library", "/nonexistent/music"], "no such file or folder: /nonexistent/music"),
+        (["score", "--library", ".", "--top-k", "0"], "top_k must be >= 1, got 0"),
+        (["score", "--library", ".", "--tags", "wirte"], "must be off, dry-run or write, got 'wirte'"),
+        (["protocol", "--folds", "1"], "need at least 2 folds, got 1"),
+    ],
+)
+def test_a_bad_option_is_a_usage_error_before_anything_starts(tmp_path, args, message) -> None:
+    done = _cli(args, tmp_path)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert message in " ".join(done.stderr.split()) and "Traceback" not in done.stderr
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "work").exists()  # nothing started
+
+
+def test_score_without_a_registered_model_says_to_train_first(tmp_path) -> None:
+    (tmp_path / "music").mkdir()
+    done = _cli(["score", "--library", "music"], tmp_path)
+    assert done.returncode == 1
+    (line,) = [line for line in done.stderr.splitlines() if "error" in line.lower() or "Traceback" in line]
+    assert "error: models:/genre-crnn@champion is not in the model registry" in line and "train one first" in line
+    assert not (tmp_path / "scores").exists()
+
+
+def test_a_dead_tracking_server_fails_at_once_naming_it(tmp_path) -> None:
+    (tmp_path / "music").mkdir()
+    done = _cli(["score", "--library", "music"], tmp_path, MLFLOW_TRACKING_URI="http://user:secret@127.0.0.1:9")
+    assert done.returncode == 1
+    (line,) = [line for line in done.stderr.splitlines() if "error" in line.lower() or "Traceback" in line]
+    assert "MLflow tracking server at http://***@127.0.0.1:9 does not answer" in line and "secret" not in line
+    debug = _cli(["--debug", "score", "--library", "music"], tmp_path, MLFLOW_TRACKING_URI="http://127.0.0.1:9")
+    assert "Traceback" in debug.stderr and "TrackingConfigError" in debug.stderr
