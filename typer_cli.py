@@ -566,4 +566,5 @@ if __name__ == "__main__":
     handler.setFormatter(logging.Formatter("%(asctime)s | %(levelname)-7s | %(name)s - %(message)s", "%H:%M:%S"))
     logging.getLogger("infra").addHandler(handler)  # download/extraction messages; Prefect prints its own
     logging.getLogger("infra").setLevel(logging.INFO)
+    logging.getLogger("infra").propagate = False  # Prefect's root console handler would print each line again
     main()

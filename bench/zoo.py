@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from crnn.config import BASELINE, TrainConfig
+from crnn.config import BASELINE, UNCERTAIN_BELOW, TrainConfig
 from flows.protocol_flow import CROSS_ARTIST_SOURCE, PROTOCOL_MODELS, TRAIN_SOURCE, protocol_flow
 
 COLUMNS = [
@@ -128,7 +128,8 @@ def markdown(table: pd.DataFrame, args: argparse.Namespace) -> str:
         "- **Protocol:** cross-artist = train on the whole training collection (a stratified 20% of it only "
         "drives early stopping and the calibration temperature), clip accuracy and macro-F1 on the excerpts; "
         "ECE (10 bins) of the calibrated probabilities; selective accuracy = accuracy of the clips whose top "
-        "probability reaches scoring's default threshold 0.5, uncertain = the share below it (not tagged). "
+        f"probability reaches scoring's default threshold {UNCERTAIN_BELOW}, uncertain = the share below it "
+        "(not tagged). "
         "k-fold = stratified k-fold at track level inside the training collection (segments never cross folds), "
         "seeded, mean ± sample std over folds, then averaged over seeds. "
         "**The k-fold figure is artist-confounded** (GTZAN is ordered by artist, folds share artists); "

@@ -75,7 +75,9 @@ def musicnn_input(log_mel_db: Tensor) -> Tensor:
     Returns:
         Shape (B, 1, frames, n_mels): the layout of :meth:`Musicnn.embed`'s input.
     """
-    power = torch.pow(10.0, log_mel_db.float() / 10.0).half().float()  # musicnn's float16 storage
+    # musicnn's float16 storage; clamped to float16's largest value, where musicnn's own cast gives inf (and the
+    # network NaN): a sparse spectrum (a pure tone) lifted to the reference level reaches it.
+    power = torch.pow(10.0, log_mel_db.float() / 10.0).clamp(max=torch.finfo(torch.float16).max).half().float()
     return torch.log10(10000.0 * power + 1.0).transpose(1, 2).unsqueeze(1)  # (B, n_mels, T) -> (B, 1, T, n_mels)
 
 

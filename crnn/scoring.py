@@ -34,6 +34,10 @@ class SilentError(ValueError):
     """The audio is digital silence, near-silence or a constant (DC) level: there is no music to label."""
 
 
+class NonFiniteError(ValueError):
+    """The model's probabilities for the track are not finite (NaN or inf): nothing to label it with."""
+
+
 def level_dbfs(waveform: np.ndarray) -> float:
     """RMS level of a waveform with its mean (DC offset) removed.
 
@@ -197,6 +201,7 @@ def score_waveform(
 
     Raises:
         SilentError: the track is silence, near-silence or DC only (the model would label it anyway).
+        NonFiniteError: the model's probabilities are NaN or inf (never written as a genre).
         TooShortError: the audio is shorter than the model's ``min_segment_s``.
     """
     cfg = model.feature_cfg
@@ -207,6 +212,8 @@ def score_waveform(
     level = level_dbfs(waveform)  # checked second: "too short" is the plainer reason for a short silent file
     if level < silence_dbfs:
         raise SilentError(f"silent: level {level:.1f} dBFS with the DC offset removed, under {silence_dbfs:g} dBFS")
+    if not np.isfinite(track).all():
+        raise NonFiniteError("model output is not finite (NaN or inf) for this audio")
     return summarize(track, segments, waveform.size, cfg, truncated=truncated, **options)
 
 

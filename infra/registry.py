@@ -166,7 +166,7 @@ def register_and_promote(
     client.set_registered_model_alias(name, CHALLENGER, version)
     champion = _champion(client, name)
     if champion is None:
-        decision = Decision(version, True, score, None, None, "no champion yet")
+        decision = Decision(version, True, score, None, None, "promoted to champion (there was none)")
     else:
         mine, theirs, how = _compare(name, champion, model_uri, score, test, digest)
         if theirs is None:

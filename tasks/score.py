@@ -20,7 +20,15 @@ from crnn.audio import AudioDecodeError, file_sha256, non_regular_reason
 from crnn.config import check_scoring_options
 from crnn.inference import load_checkpoint
 from crnn.models import GenreNet
-from crnn.scoring import SilentError, TooShortError, TrackPrediction, decode_for, prefetch, score_waveform
+from crnn.scoring import (
+    NonFiniteError,
+    SilentError,
+    TooShortError,
+    TrackPrediction,
+    decode_for,
+    prefetch,
+    score_waveform,
+)
 from crnn.train import resolve_device
 from infra import registry, results, tags, tracking
 from infra.library import LibraryFile, local_copy, scan_library, unsupported_reason
@@ -149,7 +157,7 @@ def _score_one(net: GenreNet, prepared: Prepared, options: dict) -> dict:
     """The row to record for a decoded file: its prediction, or a failure when it is too short or silent."""
     try:
         return prediction_row(score_waveform(net, prepared.waveform, prepared.truncated, **options))
-    except (TooShortError, SilentError) as exc:
+    except (TooShortError, SilentError, NonFiniteError) as exc:
         return {"status": FAILED, "reason": str(exc)}
 
 

@@ -109,3 +109,17 @@ def test_musicnn_input_is_musicnns_log_compression_of_float16_power() -> None:
     got = musicnn_input(db)
     assert got.shape == (1, 1, 4, 1)
     np.testing.assert_allclose(got.numpy(), expected, rtol=1e-6)
+
+
+def test_a_sparse_spectrum_lifted_to_the_reference_level_stays_finite() -> None:
+    """A pure tone: nearly all mel bands sit at the floor, so the level shift lifts the one band past float16's range."""
+    from crnn.config import PipelineConfig
+    from crnn.inference import predict_waveform
+    from crnn.zoo import build_model
+
+    loud = torch.full((1, 96, 10), 120.0)  # dB: 1e12 power, inf in float16
+    assert torch.isfinite(musicnn_input(loud)).all()
+    model = build_model(PipelineConfig.from_options(architecture="musicnn-linear")).eval()
+    t = np.arange(16000 * 4) / 16000
+    probs, segments = predict_waveform(model, (0.1 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 16000)
+    assert np.isfinite(probs).all() and np.isfinite(segments).all()

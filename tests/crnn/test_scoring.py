@@ -21,6 +21,7 @@ from crnn.features import log_mel, segment_log_mel
 from crnn.models import CRNN
 from crnn.scoring import (
     SILENCE_DBFS,
+    NonFiniteError,
     SilentError,
     TooShortError,
     decode_for,
@@ -459,3 +460,11 @@ def test_file_cut_in_half_raises_naming_it(tmp_path: Path, suffix: str) -> None:
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(AudioDecodeError, match=f"half\\{suffix}"):
         load_audio(path, SR)
+
+
+def test_non_finite_model_output_is_never_a_genre(model, monkeypatch) -> None:
+    nan = np.full(len(GENRES), np.nan)
+    monkeypatch.setattr("crnn.scoring.predict_waveform", lambda *a: (nan, nan[None]))
+    waveform = (0.1 * np.sin(2 * np.pi * 440 * np.arange(3 * SR) / SR)).astype(np.float32)
+    with pytest.raises(NonFiniteError, match="not finite"):
+        score_waveform(model, waveform, top_k=3, uncertain_below=0.5, timeline=False)

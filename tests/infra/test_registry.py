@@ -42,7 +42,7 @@ def _aliases() -> dict[str, str]:
 def test_champion_moves_only_to_a_better_version_on_the_same_split(mlflow_store, tmp_path) -> None:
     a = _split(["a1", "a2"], [("t1", "rock"), ("t2", "blues")])
     first = _register(a, 0.6, tmp_path)
-    assert first.promoted and first.reason == "no champion yet"
+    assert first.promoted and first.reason == "promoted to champion (there was none)"
     assert _aliases() == {"champion": "1", "challenger": "1"}
 
     worse = _register(a, 0.55, tmp_path)
