@@ -107,3 +107,17 @@ def test_mlflow_run_main_entry_point(mlflow_store, gtzan_slice, tmp_path):
     assert run.info.status == "FINISHED" and run.data.tags["mlflow.project.env"] == "uv"
     assert run.data.params["epochs"] == "1" and run.data.params["train.epochs"] == "1"  # MLproject's and ours
     assert "test/track_accuracy" in run.data.metrics and run.data.tags["registry.version"] == "1"
+
+    # README's `mlflow models predict`: the registered model in an environment built from its own requirements
+    import json
+
+    t = np.arange(4 * 16000) / 16000
+    tone = {"columns": ["waveform", "sample_rate"], "data": [[(0.1 * np.sin(2 * np.pi * 440 * t)).tolist(), 16000]]}
+    (tmp_path / "clips.json").write_text(json.dumps({"dataframe_split": tone}))
+    predict = readme_command("mlflow models predict -m models:/genre-crnn@champion")
+    predict = predict.replace("-i clips.json", f"-i {tmp_path / 'clips.json'}")  # the user's file
+    done = subprocess.run(["bash", "-c", predict], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (row,) = json.loads(done.stdout[done.stdout.index("{") :])["predictions"]
+    probs = [row[f"prob_{g}"] for g in GENRES]
+    assert row["genre"] in GENRES and all(np.isfinite(probs)) and sum(probs) == pytest.approx(1.0, abs=1e-4)
