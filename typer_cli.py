@@ -21,7 +21,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColu
 from rich.table import Table
 
 from crnn.config import ARCHITECTURES, BASELINE, PRETRAINED_CHECKPOINTS, ModelConfig, SplitConfig, TrainConfig
-from infra.redact import redact
+from infra.redact import conceal, redact
 from infra.sources import GTZAN_URL, fetch_dataset
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -116,7 +116,7 @@ def download(source: Source = GTZAN_URL, work_dir: WorkDir = Path("work"), sha25
     from flows.download_flow import download_flow
 
     _fetch_with_progress(source, work_dir, sha256)
-    result = download_flow(source=source, work_dir=str(work_dir), sha256=sha256)
+    result = download_flow(source=conceal(source), work_dir=str(work_dir), sha256=sha256)
     console.print(
         f"[green]{result['n_tracks']} tracks[/], {result['n_excluded']} excluded; manifest: {result['manifest']}"
     )
@@ -179,6 +179,7 @@ def train(
     With --dask the log-mel chunks run on the Dask cluster; training stays in this process.
     """
     params = {k: v for k, v in locals().items() if k not in ("work_dir", "dask")}
+    params["source"] = conceal(source)  # Prefect stores flow parameters: credentials stay in this process's environment
     from flows.runners import task_runner
     from flows.train_flow import FEATURE_THREADS, train_flow
     from infra.tracking import configure_tracking
@@ -267,6 +268,7 @@ def protocol(
     The k-fold figure is artist-confounded (GTZAN is ordered by artist); choose models by the cross-artist one.
     """
     params = {k: v for k, v in locals().items() if k != "work_dir"}  # before the imports below add locals
+    params |= {"source": conceal(source), "cross_artist": conceal(cross_artist)}
     from flows.protocol_flow import protocol_flow
     from infra.tracking import configure_tracking
 
@@ -321,6 +323,7 @@ def score(
 ) -> None:
     """Run batch-score-flow: label new or changed music files with the registered model (reruns skip what is done)."""
     params = {k: v for k, v in locals().items() if k != "dask"}
+    params |= {"library": [conceal(r) for r in library], "results_uri": conceal(results_uri)}
     from flows.batch_score_flow import CHUNK_WORKERS, batch_score_flow
     from flows.runners import task_runner
 
