@@ -7,9 +7,10 @@ Everything lives under ``--root``: a training slice of gtzan_mini (symlinks), a 
 tracks in every format plus broken files), a SQLite MLflow store, a Prefect home. One clean ``train``
 registers the champion and one clean ``score`` (and ``score --tags write``) gives the reference
 results and the run times. Each trial then starts the CLI in its own process group, kills the group
-with SIGKILL after a seeded random delay (``score``: between the reference's first committed row and
-its end, so the kill lands while files are scored or tagged, not during start-up; ``train``: within
-its whole run time), and runs the same command again to completion. Per kind it prints:
+with SIGKILL at a seeded random moment (``score``: once its state store holds a random number k of
+committed rows plus recorded tag statuses, k from 1 to the reference's total, so the kill lands
+while files are scored or tagged, not during start-up; ``train``: a random delay within the
+reference's run time), and runs the same command again to completion. Per kind it prints:
 
 - ``lost``: library files missing from the final ``library.csv``; ``duplicated``: extra rows for a path
   (in ``library.csv`` or the state store); ``rescored``: files the killed run had committed that the
@@ -163,6 +164,36 @@ def committed(out: Path) -> dict[str, str]:
             return {}
 
 
+def progress(out: Path) -> int:
+    """Rows committed to the state store of ``out`` plus files whose tag status is recorded (0 before either)."""
+    store = out / "library.sqlite"
+    if not store.exists():
+        return 0
+    try:
+        with sqlite3.connect(store, timeout=30) as db:
+            return db.execute("SELECT COUNT(*) + COUNT(tag_status) FROM files").fetchone()[0]
+    except sqlite3.OperationalError:  # killed before the schema was written
+        return 0
+
+
+def run_and_kill_at(cmd: list[str], out: Path, root: Path, env: dict, step: int) -> bool:
+    """Start ``cmd`` in its own process group, SIGKILL the group once :func:`progress` reaches ``step``; whether it ran."""
+    proc = subprocess.Popen(
+        cmd, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        while proc.poll() is None:
+            if progress(out) >= step:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                return True
+            time.sleep(0.02)
+        return False
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
 def store_duplicates(out: Path) -> int:
     """Rows of the state store beyond one per (path, model version)."""
     with sqlite3.connect(out / "library.sqlite", timeout=30) as db:
@@ -187,9 +218,9 @@ def compare_rows(rows: pd.DataFrame, reference: pd.DataFrame) -> dict[str, int]:
     return {"lost": lost, "duplicated": duplicated, "mismatched": mismatched}
 
 
-def score_trial(cmd: list[str], out: Path, library: Path, reference: pd.DataFrame, ctx: dict, delay_s: float) -> dict:
-    """Kill one ``score`` run after ``delay_s``, rerun it; the counts of :data:`COLUMNS` it adds."""
-    killed = run_and_kill(cmd, ctx["root"], ctx["env"], delay_s)
+def score_trial(cmd: list[str], out: Path, library: Path, reference: pd.DataFrame, ctx: dict, step: int) -> dict:
+    """Kill one ``score`` run once its progress reaches ``step`` (see :func:`progress`), rerun it; its counts."""
+    killed = run_and_kill_at(cmd, out, ctx["root"], ctx["env"], step)
     before = committed(out)
     run_to_end(cmd, ctx["root"], ctx["env"])
     rows = library_rows(out, library)
@@ -259,13 +290,14 @@ def score_trials(ctx: dict, template: Path, n: int, rng: random.Random) -> Count
     t_first, t_score = timed_reference(cmd, ref_out, ctx["root"], ctx["env"])
     reference = library_rows(ref_out, template)
     print(f"reference score: first row at {t_first:.0f} s, done at {t_score:.0f} s, {len(reference)} rows")
+    steps = progress(ref_out)
     before = {str(p.relative_to(template)): sha(p) for p in files_of(template)}
     counts = Counter({c: 0 for c in COLUMNS})
     for i in range(n):
         out = ctx["root"] / "trials" / f"score-{i}"
         shutil.rmtree(out, ignore_errors=True)
         cmd = score_command(template, out, ctx["uncertain_below"])
-        counts += score_trial(cmd, out, template, reference, ctx, rng.uniform(t_first, t_score))
+        counts += score_trial(cmd, out, template, reference, ctx, rng.randint(1, steps))
     counts["changed"] += sum(sha(template / p) != h for p, h in before.items())
     return counts
 
@@ -279,6 +311,7 @@ def tag_trials(ctx: dict, template: Path, n: int, rng: random.Random) -> Counter
     cmd = score_command(ref_lib, root / "reference" / "tags", ctx["uncertain_below"], "--tags", "write")
     t_first, t_tags = timed_reference(cmd, root / "reference" / "tags", root, ctx["env"])
     reference = library_rows(root / "reference" / "tags", ref_lib)
+    steps = progress(root / "reference" / "tags")
     tagged = {r.path for r in reference.itertuples() if str(r.tag_status).startswith("written")}
     originals = {rel: load_audio(template / rel, 22050) for rel in tagged}
     print(f"reference score --tags write: first row at {t_first:.0f} s, done at {t_tags:.0f} s, {len(tagged)} tagged")
@@ -288,7 +321,7 @@ def tag_trials(ctx: dict, template: Path, n: int, rng: random.Random) -> Counter
         shutil.rmtree(lib.parent, ignore_errors=True)
         shutil.copytree(template, lib, symlinks=True)
         cmd = score_command(lib, out, ctx["uncertain_below"], "--tags", "write")
-        counts += Counter(score_trial(cmd, out, lib, reference, ctx, rng.uniform(t_first, t_tags)))
+        counts += Counter(score_trial(cmd, out, lib, reference, ctx, rng.randint(1, steps)))
         counts += Counter(check_files(lib, template, reference, originals))
     return counts
 
