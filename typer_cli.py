@@ -29,7 +29,7 @@ from crnn.config import (
     SplitConfig,
     TrainConfig,
 )
-from infra.redact import redact
+from infra.redact import conceal, redact
 from infra.sources import GTZAN_URL, fetch_dataset
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -200,7 +200,7 @@ def download(source: Source = GTZAN_URL, work_dir: WorkDir = Path("work"), sha25
     from flows.download_flow import download_flow
 
     _fetch_with_progress(source, work_dir, sha256)
-    result = download_flow(source=source, work_dir=str(work_dir), sha256=sha256)
+    result = download_flow(source=conceal(source), work_dir=str(work_dir), sha256=sha256)
     console.print(
         f"[green]{result['n_tracks']} tracks[/], {result['n_excluded']} excluded; manifest: {result['manifest']}"
     )
@@ -269,6 +269,7 @@ def train(
     _check_config(PipelineConfig.from_options, **{k: v for k, v in params.items() if k in config_option_names()})
     _check_local_path("--source", source)
     _check_services()  # a tracking store that cannot work fails now, not after download, split and features
+    params["source"] = conceal(source)  # Prefect stores flow parameters: credentials stay in this process's environment
     from flows.runners import task_runner
     from flows.train_flow import FEATURE_THREADS, train_flow
 
@@ -365,6 +366,7 @@ def protocol(
     _check_local_path("--source", source)
     _check_local_path("--cross-artist", cross_artist)
     _check_services()  # a tracking store that cannot work fails before any work
+    params |= {"source": conceal(source), "cross_artist": conceal(cross_artist)}
     from flows.protocol_flow import protocol_flow
 
     s = protocol_flow(work_dir=str(work_dir), **params)
@@ -426,6 +428,7 @@ def score(
         _check_local_path("--library", root)
     _check_services()
     _check_model(model_uri)
+    params |= {"library": [conceal(r) for r in library], "results_uri": conceal(results_uri)}
     from flows.batch_score_flow import CHUNK_WORKERS, batch_score_flow
     from flows.runners import task_runner
 

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import stat
 import struct
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import av
-import librosa
 import numpy as np
 import soundfile as sf
+import soxr
 
 LIBSNDFILE_EXTENSIONS = frozenset(
     {".wav", ".wave", ".aif", ".aiff", ".aifc", ".au", ".snd", ".flac", ".ogg", ".oga", ".opus", ".mp3"}
@@ -186,32 +188,81 @@ def load_audio(path: str | Path, sample_rate: int, *, max_duration_s: float | No
     """
     _check_openable(path)
     decode = _decode_ffmpeg if Path(path).suffix.lower() in FFMPEG_EXTENSIONS else _decode_libsndfile
-    data, native_sr = decode(path, max_duration_s)
-    if data.shape[0] == 0:
+    stream = decode(path, sample_rate, max_duration_s)
+    if stream.frames == 0:
         raise AudioDecodeError(path, "zero-length audio")
-    if not np.isfinite(data).all():
+    if not stream.finite:
         raise AudioDecodeError(path, "non-finite samples")
-    return to_mono_resampled(data, native_sr, sample_rate)
+    return stream.finish()
 
 
 DECODE_BLOCK_FRAMES = 1 << 16
-"""Frames decoded at a time; each block is mixed to mono at once, so all channels are never held together."""
+"""Frames decoded at a time; each block is mixed to mono and resampled at once, so memory is bounded by
+the block (all its channels, at the native rate) plus the mono output at the target rate."""
 
 
-def _read_mono(f: sf.SoundFile, frames: int) -> np.ndarray:
-    """Up to ``frames`` frames of ``f`` mixed to mono, float32, shape (time,), read block by block."""
-    blocks, n = [], 0
-    while n < frames:
-        block = f.read(min(DECODE_BLOCK_FRAMES, frames - n), dtype="float32", always_2d=True)
+PREALLOCATED_SAMPLES = 1 << 26
+"""Most output samples reserved up front (256 MiB of address space, resident only once written)."""
+
+
+class MonoStream:
+    """Mono blocks at the native rate in, resampled as they arrive (soxr's streaming resampler, quality HQ).
+
+    The result equals ``librosa.resample(whole, res_type="soxr_hq")`` of the whole signal, sample for sample.
+    Output goes straight into one buffer sized from ``frames_hint`` (grown by doubling if the hint was
+    short), so memory is the output once, not per block plus a concatenated copy.
+
+    Args:
+        orig_sr: native rate of the blocks (in Hz).
+        sample_rate: target rate (in Hz).
+        frames_hint: native frames expected (0: unknown).
+    """
+
+    def __init__(self, orig_sr: int, sample_rate: int, frames_hint: int = 0) -> None:
+        self.frames, self.finite = 0, True  # native frames taken in; all of them finite
+        self._ratio = sample_rate / orig_sr
+        self._soxr = None
+        if orig_sr != sample_rate:
+            self._soxr = soxr.ResampleStream(orig_sr, sample_rate, 1, dtype="float32", quality="HQ")
+        capacity = min(math.ceil(frames_hint * self._ratio) + 1, PREALLOCATED_SAMPLES)
+        self._out, self._n = np.zeros(capacity, dtype=np.float32), 0  # zeros: pages untouched until written
+
+    def add(self, mono: np.ndarray) -> None:
+        """Take the next block: float32 samples at ``orig_sr`` Hz, shape (time,)."""
+        self.frames += mono.shape[0]
+        self.finite = self.finite and bool(np.isfinite(mono).all())
+        self._append(mono if self._soxr is None else self._soxr.resample_chunk(mono))
+
+    def _append(self, chunk: np.ndarray) -> None:
+        end = self._n + chunk.shape[0]
+        if end > self._out.shape[0]:
+            grown = np.zeros(max(end, 2 * self._out.shape[0]), dtype=np.float32)
+            grown[: self._n] = self._out[: self._n]
+            self._out = grown
+        self._out[self._n : end] = chunk
+        self._n = end
+
+    def finish(self) -> np.ndarray:
+        """All output: float32, shape (time',), time' = ceil(frames * sample_rate / orig_sr) (librosa's length)."""
+        if self._soxr is not None:
+            self._append(self._soxr.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
+        n = math.ceil(self.frames * self._ratio) if self._soxr is not None else self.frames
+        if n > self._n:  # soxr's output ends a sample short of librosa's length, which pads with zeros
+            self._append(np.zeros(n - self._n, dtype=np.float32))
+        return self._out[:n]
+
+
+def _read_mono(f: sf.SoundFile, frames: int, stream: MonoStream) -> None:
+    """Feed up to ``frames`` frames of ``f``, block by block and mixed to mono, to ``stream``."""
+    while stream.frames < frames:
+        block = f.read(min(DECODE_BLOCK_FRAMES, frames - stream.frames), dtype="float32", always_2d=True)
         if block.shape[0] == 0:
             break
-        blocks.append(block.mean(axis=1))  # the same numbers as mixing the whole file: rows are independent
-        n += block.shape[0]
-    return np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.float32)
+        stream.add(block.mean(axis=1))  # the same numbers as mixing the whole file: rows are independent
 
 
-def _decode_libsndfile(path: str | Path, max_duration_s: float | None) -> tuple[np.ndarray, int]:
-    """Mono samples of shape (time,) and the native rate (in Hz), through libsndfile."""
+def _decode_libsndfile(path: str | Path, sample_rate: int, max_duration_s: float | None) -> MonoStream:
+    """The file mixed to mono and resampled to ``sample_rate`` Hz as it is read, through libsndfile."""
     kind = Path(path).suffix.lower() or "audio"
     if kind in (".au", ".snd") and _magic(path) != b".snd":
         # libsndfile would read a header-less .au as raw 8 kHz u-law: any bytes would "decode".
@@ -221,16 +272,17 @@ def _decode_libsndfile(path: str | Path, max_duration_s: float | None) -> tuple[
             native_sr = f.samplerate
             _check_sample_rate(path, native_sr)
             frames = f.frames if max_duration_s is None else min(f.frames, int(max_duration_s * native_sr))
-            data = _read_mono(f, frames)
+            stream = MonoStream(native_sr, sample_rate, frames)
+            _read_mono(f, frames, stream)
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
         raise AudioDecodeError(path, f"cannot decode as {kind}: {_libsndfile_reason(exc)}") from exc
-    if frames > 0 and data.shape[0] < SHORT_READ_FRACTION * frames:
+    if frames > 0 and stream.frames < SHORT_READ_FRACTION * frames:
         raise AudioDecodeError(
-            path, f"truncated: the header promises {frames / native_sr:.1f} s, {data.shape[0] / native_sr:.1f} s decode"
+            path, f"truncated: the header promises {frames / native_sr:.1f} s, {stream.frames / native_sr:.1f} s decode"
         )
-    if data.shape[0]:  # no samples at all: load_audio says "zero-length audio"
+    if stream.frames:  # no samples at all: load_audio says "zero-length audio"
         _check_wav_complete(path, native_sr)
-    return data, native_sr
+    return stream
 
 
 def _check_wav_complete(path: str | Path, native_sr: int) -> None:
@@ -258,42 +310,43 @@ def _magic(path: str | Path) -> bytes:
         raise AudioDecodeError(path, f"cannot read ({exc})") from exc
 
 
-def _decode_ffmpeg(path: str | Path, max_duration_s: float | None) -> tuple[np.ndarray, int]:
-    """Mono samples of shape (time,) and the native rate (in Hz), through FFmpeg (PyAV)."""
+def _decode_ffmpeg(path: str | Path, sample_rate: int, max_duration_s: float | None) -> MonoStream:
+    """The file mixed to mono and resampled to ``sample_rate`` Hz as it is decoded, through FFmpeg (PyAV)."""
     try:
         with av.open(str(path)) as container:
             if not container.streams.audio:
                 raise AudioDecodeError(path, "no audio stream")
-            stream = container.streams.audio[0]
-            native_sr = stream.codec_context.sample_rate
+            audio = container.streams.audio[0]
+            native_sr = audio.codec_context.sample_rate
             _check_sample_rate(path, native_sr)
-            limit = None if max_duration_s is None else int(max_duration_s * native_sr)
+            limit = sys.maxsize if max_duration_s is None else int(max_duration_s * native_sr)
             to_float = av.AudioResampler(format="fltp")  # planar float32, native layout and rate
-            blocks, n = [], 0
-            for frame in container.decode(stream):
+            stream = MonoStream(native_sr, sample_rate, 0 if max_duration_s is None else limit)
+            for frame in container.decode(audio):
                 for out in to_float.resample(frame):
-                    blocks.append(out.to_ndarray().mean(axis=0))  # (channels, samples) mixed to mono at once
-                    n += blocks[-1].shape[0]
-                if limit is not None and n >= limit:
+                    mono = out.to_ndarray().mean(axis=0)  # (channels, samples) mixed to mono at once
+                    stream.add(mono[: limit - stream.frames])
+                if stream.frames >= limit:
                     break
     except (av.FFmpegError, OSError, ValueError) as exc:
         raise AudioDecodeError(path, f"cannot decode ({exc})") from exc
-    if not blocks:
+    if not stream.frames:
         raise AudioDecodeError(path, "zero-length audio")
-    return np.ascontiguousarray(np.concatenate(blocks)[:limit]), native_sr
+    return stream
 
 
 def to_mono_resampled(data: np.ndarray, orig_sr: int, sample_rate: int) -> np.ndarray:
-    """Mix (time, channels) or (time,) samples to mono and resample to ``sample_rate`` Hz.
+    """Mix (time, channels) or (time,) samples to mono and resample to ``sample_rate`` Hz, block by block.
 
     Returns:
-        float32, shape (time',), time' = round(time * sample_rate / orig_sr).
+        float32, shape (time',), time' = ceil(time * sample_rate / orig_sr); the same samples as
+        ``librosa.resample(mono, res_type="soxr_hq")``.
     """
-    mono = data.mean(axis=1) if data.ndim == 2 else data
-    mono = np.ascontiguousarray(mono, dtype=np.float32)
-    if orig_sr != sample_rate:
-        mono = librosa.resample(mono, orig_sr=orig_sr, target_sr=sample_rate, res_type="soxr_hq")
-    return mono.astype(np.float32, copy=False)
+    stream = MonoStream(orig_sr, sample_rate, data.shape[0])
+    for start in range(0, data.shape[0], DECODE_BLOCK_FRAMES):
+        block = data[start : start + DECODE_BLOCK_FRAMES]
+        stream.add(np.ascontiguousarray(block.mean(axis=1) if block.ndim == 2 else block, dtype=np.float32))
+    return stream.finish()
 
 
 def file_sha256(path: str | Path) -> str:

@@ -2,6 +2,9 @@
 
 Flows are loaded from their entrypoints in this checkout (``flow.from_source``), so a process
 worker runs them from the same folder, with the same relative paths (``work/``, ``mlflow.db``).
+Deployment parameters are stored by the Prefect server, so URIs with credentials are stored redacted
+(:func:`infra.redact.conceal`): ``serve`` runs inherit the full ones from this process's environment,
+a worker needs them in its own ``$GENRE_CRNN_SECRET_URIS``.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.exceptions import ObjectAlreadyExists
 from prefect.schedules import Cron
+
+from infra.redact import MASK, SECRET_URIS_ENV, conceal
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +37,13 @@ def _flows():
 
 
 def _score_parameters(library: list[str], output_dir: str, model_uri: str | None) -> dict:
-    params: dict = {"library": library, "output_dir": output_dir}
+    params: dict = {"library": [conceal(r) for r in library], "output_dir": output_dir}
     return params | ({"model_uri": model_uri} if model_uri else {})
+
+
+def _train_parameters(parameters: dict | None) -> dict:
+    params = dict(parameters or {})
+    return params | ({"source": conceal(params["source"])} if "source" in params else {})
 
 
 def runner_deployments(
@@ -49,7 +59,7 @@ def runner_deployments(
     """``train-flow/<name>`` (on demand) and ``batch-score-flow/<name>`` (on ``cron``) for :func:`prefect.serve`."""
     train, score = _flows()
     return [
-        train.to_deployment(name=name, parameters=train_parameters or {}),
+        train.to_deployment(name=name, parameters=_train_parameters(train_parameters)),
         score.to_deployment(
             name=name,
             parameters=_score_parameters(library, output_dir, model_uri),
@@ -86,13 +96,19 @@ def deploy_to_pool(
     """
     ensure_process_pool(pool)
     train, score = _flows()
+    train_parameters, score_parameters = (
+        _train_parameters(train_parameters),
+        _score_parameters(library, output_dir, model_uri),
+    )
+    if MASK in f"{train_parameters} {score_parameters}":
+        log.warning("deployment parameters hold redacted URIs: set %s for the worker (see README)", SECRET_URIS_ENV)
     jobs = {"env": {"GENRE_CRNN_DASK": dask}} if dask else {}
     common = {"work_pool_name": pool, "job_variables": jobs, "print_next_steps": False}
     ids = [
-        train.deploy(name=name, parameters=train_parameters or {}, **common),
+        train.deploy(name=name, parameters=train_parameters, **common),
         score.deploy(
             name=name,
-            parameters=_score_parameters(library, output_dir, model_uri),
+            parameters=score_parameters,
             schedules=[Cron(cron, timezone=timezone)],
             **common,
         ),

@@ -9,6 +9,7 @@ from pathlib import Path
 from prefect import task
 
 from crnn.dataset import build_manifest, read_manifest, write_manifest
+from infra.redact import reveal
 from infra.sources import fetch_dataset
 from tasks import task_logger
 
@@ -23,9 +24,12 @@ def _fingerprint(root: Path) -> str:
 
 @task(name="download-dataset", retries=2, retry_delay_seconds=10)
 def download_dataset(source: str, work_dir: str, sha256: str = "") -> dict:
-    """Fetch ``source`` (checked against ``sha256`` when given) and write its manifest; return the CSV paths and counts."""
+    """Fetch ``source`` (checked against ``sha256`` when given) and write its manifest; return the CSV paths and counts.
+
+    A redacted ``source`` (credentials as ``***``) is fetched from its full form in the environment.
+    """
     logger = task_logger()
-    root = fetch_dataset(source, Path(work_dir), sha256=sha256)
+    root = fetch_dataset(reveal(source), Path(work_dir), sha256=sha256)
     out_dir = Path(work_dir) / "manifests" / hashlib.sha256(str(root).encode()).hexdigest()[:12]
     manifest, exclusions, stamp = out_dir / "manifest.csv", out_dir / "exclusions.csv", out_dir / "fingerprint"
     fingerprint = _fingerprint(root)

@@ -33,7 +33,7 @@ from crnn.train import resolve_device
 from infra import registry, results, tags, tracking
 from infra.library import LibraryFile, local_copy, scan_library, unsupported_reason
 from infra.library_store import FAILED, SCORED, STORE_NAME, LibraryStore, plan
-from infra.redact import redact
+from infra.redact import redact, reveal
 from tasks import task_logger
 
 _FILE_FIELDS = tuple(f.name for f in fields(LibraryFile))
@@ -59,6 +59,7 @@ def plan_scoring(
 ) -> dict:
     """Check the options, list the library, drop files unchanged since this model version scored them, chunk the rest."""
     check_options(**options)
+    library = [reveal(r) for r in library]
     files = scan_library(library)
     run_id = str(flow_run.get_id() or uuid.uuid4())
     with LibraryStore(store_path(output_dir)) as store:
@@ -212,7 +213,7 @@ def write_genre_tags(output_dir: str, model: dict, run_id: str, mode: str, libra
     Temporary copies a killed run left are removed first (``write`` mode); one file's error is recorded
     as its ``tag_status`` and the others are still tagged.
     """
-    logger = task_logger()
+    logger, library = task_logger(), [reveal(r) for r in library]
     if mode == "write":
         for stale in tags.remove_stale_copies(library):
             logger.warning("removed %s, a temporary copy left by an interrupted tag run", stale)
@@ -284,7 +285,7 @@ def export_results(
     if any(r.get("timeline") for r in run_rows):
         outputs.append(results.write_timeline(run_rows, out / "runs" / run_id / "timeline.csv"))
     if results_uri:
-        outputs += results.publish(outputs, out, results_uri)
+        outputs += results.publish(outputs, out, reveal(results_uri))
     summary = {
         "run_id": run_id,
         "library": [redact(r) for r in library],
@@ -295,7 +296,7 @@ def export_results(
         "errors": total["errors"],
         "scoring_s": scoring_s,
         "tracks_per_s": summary_counts[SCORED] / scoring_s if scoring_s > 0 else 0.0,
-        "outputs": [str(p) for p in outputs],
+        "outputs": [redact(str(p)) for p in outputs],
     }
     create_markdown_artifact(results.summary_markdown(summary, run_rows), key="batch-score-summary")
     task_logger().info(

@@ -143,3 +143,59 @@ def test_header_only_wav_is_zero_length_not_truncated(tmp_path: Path) -> None:
     (tmp_path / "header-only.wav").write_bytes(path.read_bytes()[:44])
     with pytest.raises(AudioDecodeError, match="zero-length audio"):
         load_audio(tmp_path / "header-only.wav", 8000)
+
+
+def _write_m4a(path: Path, y: np.ndarray, sample_rate: int) -> None:
+    """AAC in MP4 through PyAV, from float32 (time, channels) samples."""
+    import av
+
+    layout = {1: "mono", 2: "stereo"}[y.shape[1]]
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("aac", rate=sample_rate, layout=layout)
+        for i in range(0, len(y), 1024):
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(y[i : i + 1024].T), format="fltp", layout=layout)
+            frame.sample_rate = sample_rate
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+
+
+@pytest.mark.parametrize(
+    ("suffix", "native_rate", "sample_rate"),
+    [(".flac", 192_000, 22050), (".wav", 44100, 16000), (".wav", 8000, 22050), (".m4a", 48000, 22050)],
+)
+def test_block_resampling_equals_resampling_the_whole_file(tmp_path, monkeypatch, suffix, native_rate, sample_rate):
+    """Each block is resampled as it is decoded, with exactly the samples of librosa's soxr_hq on the whole signal."""
+    import librosa
+
+    from crnn import audio
+
+    y = np.random.default_rng(5).uniform(-0.5, 0.5, (int(native_rate * 1.3) + 77, 2)).astype(np.float32)
+    path = tmp_path / f"noise{suffix}"
+    if suffix == ".m4a":
+        _write_m4a(path, y, native_rate)
+    else:
+        sf.write(path, y, native_rate, subtype="PCM_16")
+    whole = load_audio(path, native_rate)  # the native mono mix (no resampling)
+    expected = librosa.resample(whole, orig_sr=native_rate, target_sr=sample_rate, res_type="soxr_hq")
+    monkeypatch.setattr(audio, "DECODE_BLOCK_FRAMES", 5000)  # many blocks, one short last block
+    streamed = load_audio(path, sample_rate)
+    assert streamed.dtype == np.float32
+    np.testing.assert_array_equal(streamed, expected)
+    in_memory = librosa.resample(y.mean(axis=1), orig_sr=native_rate, target_sr=sample_rate, res_type="soxr_hq")
+    np.testing.assert_array_equal(audio.to_mono_resampled(y, native_rate, sample_rate), in_memory)
+
+
+@pytest.mark.slow
+def test_decoding_memory_is_bounded_by_the_output_not_the_file(tmp_path: Path) -> None:
+    """8 channels at 192 kHz, 120 s: the peak RSS grows by the mono 22.05 kHz output (10 MiB) and a few MiB more.
+
+    Holding the file's native-rate mono mix alone would take 88 MiB (the whole-file resample took 189 MiB).
+    """
+    from bench.decode_memory import measure, write_test_file
+
+    path = write_test_file(tmp_path / "surround.flac", channels=8, sample_rate=192_000, seconds=120.0)
+    figures = measure(path, 22050)
+    assert figures["output_mib"] == pytest.approx(120 * 22050 * 4 / 2**20, rel=0.01)
+    assert figures["increase_mib"] < figures["output_mib"] + 10, figures

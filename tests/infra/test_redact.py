@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
-from infra.redact import redact
+from infra.redact import SECRET_URIS_ENV, conceal, redact, reveal
 
 
 @pytest.mark.parametrize(
@@ -37,3 +39,27 @@ def test_redact_inside_a_message() -> None:
     msg = "Downloading http://u:secretpw@h/x.tar.gz failed: HTTPConnectionPool: url: /x.tar.gz?token=zzz (refused)"
     out = redact(msg)
     assert "secretpw" not in out and "zzz" not in out and "h/x.tar.gz" in out
+
+
+def test_conceal_keeps_the_full_uri_in_the_environment_for_reveal(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(SECRET_URIS_ENV, "")
+    uri, other = "http://u:pw1@h/x.tar.gz?token=t", "s3://b/k.tar.gz?X-Amz-Signature=s"
+    hidden = conceal(uri)
+    assert hidden == "http://***@h/x.tar.gz?token=***" and conceal(uri) == hidden
+    assert reveal(conceal(other)) == other and reveal(hidden) == uri
+    assert os.environ[SECRET_URIS_ENV].splitlines() == [uri, other]
+    assert conceal("../shared/data/gtzan_mini") == reveal("../shared/data/gtzan_mini") == "../shared/data/gtzan_mini"
+
+
+def test_conceal_refuses_two_credentials_for_one_redacted_uri(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(SECRET_URIS_ENV, "http://u:pw1@h/x.tar.gz")
+    with pytest.raises(ValueError, match="different credentials"):
+        conceal("http://u:pw2@h/x.tar.gz")
+
+
+@pytest.mark.parametrize("known", ["", "http://u:pw1@h/x.tar.gz\nhttp://v:pw2@h/x.tar.gz"])
+def test_reveal_without_one_full_uri_names_the_variable(monkeypatch: pytest.MonkeyPatch, known: str) -> None:
+    monkeypatch.setenv(SECRET_URIS_ENV, known)
+    with pytest.raises(ValueError, match=SECRET_URIS_ENV) as info:
+        reveal("http://***@h/x.tar.gz")
+    assert "pw" not in str(info.value) and "\n" not in str(info.value)
