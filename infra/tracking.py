@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import time
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -243,9 +244,13 @@ def log_split_datasets(run_id: str, table_csv: str | Path, source: str) -> dict[
     df = pd.read_csv(table_csv)
     inputs, digests = [], {}
     for split, part in df.groupby("split"):
-        ds = mlflow.data.from_pandas(
-            part.reset_index(drop=True), source=redact(source), name=f"gtzan-{split}", targets="genre"
-        )
+        with warnings.catch_warnings():  # a local path resolves to two equivalent MLflow source types; either is right
+            warnings.filterwarnings(
+                "ignore", message="The specified dataset source can be interpreted in multiple ways"
+            )
+            ds = mlflow.data.from_pandas(
+                part.reset_index(drop=True), source=redact(source), name=f"gtzan-{split}", targets="genre"
+            )
         inputs.append(DatasetInput(ds._to_mlflow_entity(), tags=[InputTag(MLFLOW_DATASET_CONTEXT, str(split))]))
         digests[str(split)] = ds.digest
     MlflowClient().log_inputs(run_id, datasets=inputs)
