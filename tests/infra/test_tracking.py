@@ -71,9 +71,8 @@ def test_missing_driver_fails_before_any_work(monkeypatch, tmp_path) -> None:
     with pytest.raises(tracking.TrackingConfigError, match="'no_such_driver_module' is not installed") as err:
         tracking.configure_tracking()
     assert "S3cret" not in str(err.value)
-    result = CliRunner().invoke(
-        app, ["train", "--source", str(tmp_path / "missing"), "--work-dir", str(tmp_path / "w")]
-    )
+    (tmp_path / "music").mkdir()  # a source that exists: the store is what fails
+    result = CliRunner().invoke(app, ["train", "--source", str(tmp_path / "music"), "--work-dir", str(tmp_path / "w")])
     assert isinstance(result.exception, tracking.TrackingConfigError)
     assert not (tmp_path / "w").exists()
     mlflow.set_tracking_uri(None)
