@@ -15,7 +15,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: requirements.lock
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet "$$(grep "^uv==" requirements.lock)"  # the lock's uv installs the rest
-	$(UV) pip install --python $(PY) --quiet -r requirements.lock
+	$(UV) pip install --python $(PY) --quiet --compile-bytecode -r requirements.lock  # .pyc now: start-up need not compile
 	touch $@
 
 train: setup  ## run train-flow with defaults; SOURCE=<folder, archive, URL or s3://> for another dataset
