@@ -15,12 +15,12 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 import torch
 
+from crnn.atomic import write_text_atomic
 from crnn.config import BASELINE, UNCERTAIN_BELOW, TrainConfig
 from flows.protocol_flow import CROSS_ARTIST_SOURCE, PROTOCOL_MODELS, TRAIN_SOURCE, protocol_flow
 
@@ -79,14 +79,6 @@ def run_model(model: str, seed: int, args: argparse.Namespace) -> dict:
         "hardware": hardware(args.device),
         "run_id": s["run_id"],
     }
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to a temp file beside ``path``, then rename it over ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def _mean_std(values: pd.Series, digits: int = 3) -> str:
@@ -194,8 +186,8 @@ def main(argv: list[str] | None = None) -> None:
             order = {m: i for i, m in enumerate(PROTOCOL_MODELS)}
             table = table.sort_values(["model", "seed"], key=lambda c: c.map(order) if c.name == "model" else c)
             table = table.reset_index(drop=True)
-            write_atomic(csv, table.to_csv(index=False))
-            write_atomic(args.out / "RESULTS.md", markdown(table, args))
+            write_text_atomic(csv, table.to_csv(index=False))
+            write_text_atomic(args.out / "RESULTS.md", markdown(table, args))
             print(f"{model}, seed {seed}: {row}")
     print((args.out / "RESULTS.md").read_text() if (args.out / "RESULTS.md").exists() else "no results")
 

@@ -13,13 +13,13 @@ import csv
 import os
 import re
 import struct
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from crnn import GENRES
+from crnn.atomic import atomic_open
 from crnn.audio import AudioDecodeError, audio_info, file_sha256, load_audio
 
 APPLEDOUBLE_REASON = "macOS resource fork (._ file)"
@@ -232,24 +232,14 @@ def build_manifest(
 
 
 def write_csv_atomic(path: Path, columns: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
-    """Write a CSV with a header row via a temporary file in the same folder and ``os.replace``.
+    """Write a CSV (UTF-8) with a header row atomically (:func:`crnn.atomic.atomic_open`, mode 0644).
 
     Readers see either the old file or the complete new one, never a partial write.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            writer.writerow(columns)
-            writer.writerows(rows)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(columns)
+        writer.writerows(rows)
 
 
 def read_csv_rows(path: Path, columns: Sequence[str]) -> list[dict[str, str]]:

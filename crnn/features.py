@@ -8,8 +8,6 @@ that they agree within ``PARITY_ATOL_DB``.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -19,6 +17,7 @@ import torch
 import torchaudio
 from torch import Tensor, nn
 
+from crnn.atomic import atomic_open
 from crnn.audio import load_audio
 from crnn.config import FeatureConfig
 
@@ -214,12 +213,9 @@ class FeatureCache:
         return np.load(self.path(sha256))
 
     def save(self, sha256: str, value: np.ndarray) -> Path:
-        """Write an entry atomically and return its path."""
-        self.dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.dir, suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
+        """Write an entry (float32) atomically and return its path."""
+        with atomic_open(self.path(sha256), binary=True) as f:
             np.save(f, value.astype(np.float32, copy=False))
-        os.replace(tmp, self.path(sha256))
         return self.path(sha256)
 
 

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import os
 import random
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +16,7 @@ import torchaudio
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from crnn.atomic import atomic_open
 from crnn.calibration import fit_temperature
 from crnn.config import FeatureConfig, TrainConfig
 from crnn.features import segment_starts
@@ -227,13 +226,9 @@ def _run_epoch(
 
 
 def save_checkpoint(state: dict, path: str | Path) -> None:
-    """``torch.save`` to a temp file in the same folder, then rename (atomic)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "wb") as f:
+    """``torch.save`` ``state`` to ``path`` atomically (:func:`crnn.atomic.atomic_open`, mode 0644)."""
+    with atomic_open(path, binary=True) as f:
         torch.save(state, f)
-    os.replace(tmp, path)
 
 
 def fit(

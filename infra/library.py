@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
-import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from crnn.audio import AUDIO_EXTENSIONS, non_regular_reason
+from infra.storage import S3UriError, atomic_path, is_s3, s3_client, split_s3_uri
 
 
 class LibraryError(Exception):
@@ -45,7 +44,7 @@ class LibraryFile:
     @property
     def is_s3(self) -> bool:
         """The file is an S3 object."""
-        return self.path.startswith("s3://")
+        return is_s3(self.path)
 
     def to_dict(self) -> dict:
         """Plain dict (for task arguments)."""
@@ -79,7 +78,7 @@ def scan_library(roots: Sequence[str]) -> list[LibraryFile]:
     """
     files: dict[str, LibraryFile] = {}
     for root in roots:
-        found = _scan_s3(root) if root.startswith("s3://") else _scan_local(Path(root))
+        found = _scan_s3(root) if is_s3(root) else _scan_local(Path(root))
         files.update((f.path, f) for f in found)
     return [files[p] for p in sorted(files)]
 
@@ -105,38 +104,26 @@ def _scan_local(root: Path) -> Iterator[LibraryFile]:
                 yield LibraryFile(str(path), st.st_size, st.st_mtime_ns, special=reason)
 
 
-def _split_s3(uri: str) -> tuple[str, str]:
-    """``s3://bucket/key`` -> ``(bucket, key)``; the key is taken verbatim (it may hold ``#`` or ``?``)."""
-    bucket, _, key = uri.removeprefix("s3://").partition("/")
-    if not uri.startswith("s3://") or not bucket:
-        raise LibraryError(f"{uri}: expected s3://bucket/prefix")
-    return bucket, key
+def split_library_uri(uri: str) -> tuple[str, str]:
+    """``s3://bucket/prefix`` -> ``(bucket, prefix)`` (:func:`infra.storage.split_s3_uri`).
 
-
-_local = threading.local()
-
-
-def _s3_client():
-    """One S3 client per thread and endpoint/credentials, each from its own session (boto3's default is not thread-safe)."""
-    key = tuple(
-        os.environ.get(k) for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_PROFILE", "AWS_DEFAULT_REGION")
-    )
-    clients = _local.__dict__.setdefault("clients", {})
-    if key not in clients:
-        import boto3  # only S3 libraries need the AWS stack; endpoint and credentials come from the environment
-
-        clients[key] = boto3.session.Session().client("s3")
-    return clients[key]
+    Raises:
+        LibraryError: ``uri`` is not ``s3://bucket[/prefix]``.
+    """
+    try:
+        return split_s3_uri(uri)
+    except S3UriError as exc:
+        raise LibraryError(str(exc)) from exc
 
 
 def _scan_s3(uri: str) -> Iterator[LibraryFile]:
     from botocore.exceptions import BotoCoreError, ClientError
 
-    bucket, prefix = _split_s3(uri)
+    bucket, prefix = split_library_uri(uri)
     if prefix and not prefix.endswith("/"):
         prefix += "/"
     try:
-        pages = _s3_client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        pages = s3_client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
         for page in pages:
             for obj in page.get("Contents", []):
                 key = obj["Key"]
@@ -164,15 +151,10 @@ def local_copy(file: LibraryFile, cache_dir: str | Path) -> Path:
     target = Path(cache_dir) / f"{key}{file.suffix}"
     if target.exists() and target.stat().st_size == file.size:
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    bucket, name = _split_s3(file.path)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".part-")
-    os.close(fd)
+    bucket, name = split_library_uri(file.path)
     try:
-        _s3_client().download_file(bucket, name, tmp)
-        os.replace(tmp, target)
+        with atomic_path(target, prefix=".part-", suffix="") as tmp:
+            s3_client().download_file(bucket, name, str(tmp))
     except (BotoCoreError, ClientError) as exc:
         raise OSError(f"{file.path}: download failed ({exc})") from exc
-    finally:
-        Path(tmp).unlink(missing_ok=True)
     return target

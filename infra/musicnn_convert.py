@@ -2,8 +2,10 @@
 
 This script runs in the isolated TensorFlow environment that ``infra.pretrained`` builds, not
 in the project's: it imports only numpy and tensorflow. It reads the checkpoint's model
-variables (not Adam's slots) by name and writes them, plus ``__checkpoint__``, to ``--out``
-through a temporary file in the same folder that is renamed only once complete.
+variables (not Adam's slots) by name and writes them, plus ``__checkpoint__``, to ``--out``.
+It writes its outputs in place: ``infra.pretrained`` passes a staging name and renames it
+(``infra.storage.commit``) only after checking every variable, so a killed conversion never
+leaves a partial file under the final name.
 
 With ``--reference AUDIO --reference-out FILE.npz`` it also runs musicnn's own ``extractor``
 on AUDIO and saves its input patches, taggram and penultimate features, for the parity test.
@@ -14,25 +16,15 @@ Usage: python musicnn_convert.py --checkpoint-dir DIR --name MSD_musicnn --out F
 import argparse
 import os
 import sys
-import tempfile
 
 import numpy as np
 
 
-def _save_atomic(path: str, arrays: dict) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".npz.tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+def _save(path: str, arrays: dict) -> None:
+    """``np.savez`` to exactly ``path`` (no ``.npz`` appended); the caller stages and renames it."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
 
 
 def convert(checkpoint_dir: str, name: str, out: str) -> int:
@@ -43,7 +35,7 @@ def convert(checkpoint_dir: str, name: str, out: str) -> int:
     names = [n for n in reader.get_variable_to_shape_map() if "Adam" not in n and not n.endswith("_power")]
     arrays = {n: reader.get_tensor(n).astype(np.float32) for n in sorted(names)}
     arrays["__checkpoint__"] = np.array(name)
-    _save_atomic(out, arrays)
+    _save(out, arrays)
     return len(names)
 
 
@@ -56,7 +48,7 @@ def reference(audio: str, name: str, out: str, input_length: float) -> None:
     n_frames = librosa.time_to_frames(input_length, sr=configuration.SR, n_fft=configuration.FFT_SIZE,
                                       hop_length=configuration.FFT_HOP) + 1  # fmt: skip
     batch, _ = extractor.batch_data(audio, n_frames, n_frames)
-    _save_atomic(out, {"patches": batch.astype(np.float32), "taggram": taggram, "penultimate": features["penultimate"]})
+    _save(out, {"patches": batch.astype(np.float32), "taggram": taggram, "penultimate": features["penultimate"]})
 
 
 def main(argv: list[str]) -> int:

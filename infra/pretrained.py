@@ -27,6 +27,7 @@ from filelock import FileLock
 
 from crnn.audio import file_sha256
 from crnn.musicnn import CHECKPOINTS, load_pretrained
+from infra.storage import commit
 
 logger = logging.getLogger(__name__)
 
@@ -152,7 +153,7 @@ def ensure_musicnn_weights(checkpoint: str, root: Path) -> Path:
                 "reading the TensorFlow checkpoint",
             )
             load_pretrained(staging, checkpoint)  # every variable present, every shape right
-            os.replace(staging, final)
+            commit(staging, final)  # fsynced, mode 0644, renamed, folder fsynced
         finally:
             staging.unlink(missing_ok=True)
         logger.info("musicnn: %s converted in %.0f s -> %s", checkpoint, time.perf_counter() - start, final)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -13,19 +11,13 @@ import pandas as pd
 
 from crnn import GENRES
 from infra.library_store import RESULT_COLUMNS
+from infra.storage import atomic_path, s3_client
 
 
 def _atomic(path: Path, write: Callable[[str], None]) -> Path:
-    """Write through ``write(tmp_path)`` into a temporary file beside ``path``, then rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be read by others
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    """Write through ``write(tmp_path)`` and commit atomically to ``path`` (mode 0644: results are read by others)."""
+    with atomic_path(path, suffix="") as tmp:
+        write(str(tmp))
     return path
 
 
@@ -106,14 +98,14 @@ def publish(paths: Sequence[Path], output_dir: Path, uri: str) -> list[str]:
     """
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from infra.library import _s3_client, _split_s3
+    from infra.library import split_library_uri
 
-    bucket, prefix = _split_s3(uri)
+    bucket, prefix = split_library_uri(uri)
     keys = []
     for path in paths:
         key = "/".join(p for p in (prefix.strip("/"), Path(path).relative_to(output_dir).as_posix()) if p)
         try:
-            _s3_client().upload_file(str(path), bucket, key)
+            s3_client().upload_file(str(path), bucket, key)
         except (BotoCoreError, ClientError) as exc:
             raise OSError(f"s3://{bucket}/{key}: upload failed ({exc})") from exc
         keys.append(f"s3://{bucket}/{key}")

@@ -27,6 +27,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 
 from crnn.audio import file_sha256
 from infra.redact import RedactFilter, redact
+from infra.storage import S3UriError, commit, fsync_dir, s3_client, split_s3_uri
 
 GTZAN_URL = "https://huggingface.co/datasets/marsyas/gtzan/resolve/main/data/genres.tar.gz"
 GTZAN_SHA256 = "24347e0223d2ba798e0a558c4c172d9d4a19c00bb7963fe055d183dadb4ef2c6"  # genres.tar.gz, as torchaudio pins
@@ -201,7 +202,7 @@ def _finish(part: Path, final: Path, sha256: str | None, source: str) -> Path:
         except DatasetSourceError:
             part.unlink(missing_ok=True)
             raise
-    os.replace(part, final)
+    commit(part, final)  # fsynced, mode 0644, renamed, folder fsynced
     logger.info("Downloaded %s to %s", source, final)
     return final
 
@@ -271,17 +272,16 @@ def _stream_to_part(url: str, part: Path, progress: Progress | None, max_bytes: 
 
 def _download_s3(uri: str, final: Path, sha256: str | None, progress: Progress | None, limits: SourceLimits) -> Path:
     """Download `s3://bucket/key` to `final` (boto3 reads endpoint and credentials from the environment)."""
-    import boto3  # imported here so HTTP and local sources need no AWS stack
-    from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.exceptions import BotoCoreError, ClientError  # here: HTTP and local sources need no AWS stack
 
-    parsed = urlparse(uri)
-    bucket, key = parsed.netloc, parsed.path.lstrip("/")
-    if not bucket or not key:
-        raise DatasetSourceError(f"{uri}: expected s3://bucket/key")
+    try:
+        bucket, key = split_s3_uri(uri, need_key=True)
+    except S3UriError as exc:
+        raise DatasetSourceError(str(exc)) from exc
     part = final.with_name(final.name + ".part")
     client = None
     try:
-        client = boto3.client("s3")
+        client = s3_client()
         size = client.head_object(Bucket=bucket, Key=key)["ContentLength"]
         if size > limits.max_download_bytes:
             raise DatasetSourceError(f"{uri}: object is {size} bytes, over the {limits.max_download_bytes}-byte limit")
@@ -339,7 +339,8 @@ def _extract(archive: Path, root: Path, source: str, limits: SourceLimits) -> Pa
         unpack(archive, tmp, source, limits)
         _check_tree(tmp, source, limits)
         (tmp / _MARKER).write_text(marker)
-        os.replace(tmp, dest)
+        os.replace(tmp, dest)  # a folder: commit() is for files
+        fsync_dir(root)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         if (dest / _MARKER).is_file() and (dest / _MARKER).read_text() == marker:  # a concurrent run won

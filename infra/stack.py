@@ -33,6 +33,7 @@ import urllib.request
 from pathlib import Path
 
 from infra.deployments import DEFAULT_POOL, PROJECT_ROOT
+from infra.storage import s3_client, write_text_atomic
 
 HOST = "127.0.0.1"
 BUCKET = "mlflow"
@@ -234,13 +235,7 @@ def _start_servers(root: Path, state: dict, secret: dict[str, str], worker: bool
 
 
 def _create_bucket(endpoint: str, aws: dict[str, str]) -> None:
-    import boto3
-
-    s3 = boto3.session.Session(
-        aws_access_key_id=aws["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=aws["AWS_SECRET_ACCESS_KEY"],
-        region_name=aws["AWS_DEFAULT_REGION"],
-    ).client("s3", endpoint_url=endpoint)
+    s3 = s3_client(endpoint_url=endpoint, credentials=aws)
     with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
         s3.create_bucket(Bucket=BUCKET)
 
@@ -292,9 +287,7 @@ def _state(root: Path) -> dict:
 
 
 def _save(root: Path, state: dict) -> None:
-    tmp = root / "stack.json.tmp"
-    tmp.write_text(json.dumps(state, indent=2))
-    tmp.replace(root / "stack.json")
+    write_text_atomic(root / "stack.json", json.dumps(state, indent=2))
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import tempfile
+import stat
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -27,6 +27,7 @@ from mutagen.oggvorbis import OggVorbis
 from mutagen.wave import WAVE
 
 from crnn.audio import UNKNOWN_CHUNK_SIZE, wav_layout
+from infra.storage import atomic_path
 
 GENRE_TAG_VALUES = {
     "blues": "Blues",
@@ -89,17 +90,13 @@ def write_genre(path: str | Path, genre: str, *, roots: Sequence[str | Path] | N
     check_writable(path, roots)
     _open(path)  # fail before copying anything
     # The copy keeps the suffix: mutagen picks the format by name as well as by content.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.tagging-", suffix=path.suffix)
-    os.close(fd)
-    try:
+    mode = stat.S_IMODE(path.stat().st_mode)  # the file keeps its permissions
+    with atomic_path(path, mode=mode, prefix=f".{path.stem}.tagging-", suffix=path.suffix) as tmp:
         shutil.copy2(path, tmp)
         try:
             _set(_open(tmp), value)
         except TagError as exc:
-            raise TagError(str(exc).replace(tmp, str(path))) from exc
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+            raise TagError(str(exc).replace(str(tmp), str(path))) from exc
     return value
 
 
