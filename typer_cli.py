@@ -445,7 +445,7 @@ def score(
 @contextlib.contextmanager
 def _store_progress(output_dir: Path):
     """A progress bar fed by polling the run's rows in the state store (the flow itself knows nothing of it)."""
-    from infra.library_store import STORE_NAME, run_progress
+    from scoring.store import STORE_NAME, run_progress
 
     started, stop = time.time(), threading.Event()
     with Progress(*Progress.get_default_columns(), "{task.fields[rate]}", console=console, transient=True) as bar:

@@ -236,7 +236,7 @@ def score_trial(cmd: list[str], out: Path, library: Path, reference: pd.DataFram
 def check_files(library: Path, template: Path, reference: pd.DataFrame, originals: dict) -> dict[str, int]:
     """Count changed and corrupted files of a tagged ``library`` against its ``template`` and the tags of ``reference``."""
     from crnn.audio import load_audio
-    from infra import tags
+    from scoring import tags
 
     written = {r.path: r.genre for r in reference.itertuples() if str(r.tag_status).startswith("written")}
     changed = len([p for p in library.rglob("*") if ".tagging-" in p.name])

@@ -18,7 +18,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCK = ROOT / "requirements.lock"
-PROJECT_MODULES = frozenset({"crnn", "tasks", "flows", "infra", "typer_cli", "bench", "tests"})
+PROJECT_MODULES = frozenset({"crnn", "scoring", "tasks", "flows", "infra", "typer_cli", "bench", "tests"})
 ISOLATED = frozenset({ROOT / "infra" / "musicnn_convert.py"})
 """Files that run in another environment (the musicnn converter's TensorFlow one), not ours."""
 MODEL_CODE = (ROOT / "crnn", ROOT / "infra" / "genre_model.py")

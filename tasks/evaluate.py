@@ -15,8 +15,8 @@ from crnn.config import UNCERTAIN_BELOW
 from crnn.evaluate import TrackEvaluation, evaluate_tracks
 from crnn.inference import load_checkpoint
 from crnn.train import resolve_device
-from infra import plots, tracking
-from tasks import task_logger
+from infra import tracking
+from tasks import plots, task_logger
 from tasks.features import load_split_features
 
 

@@ -30,10 +30,11 @@ from crnn.scoring import (
     score_waveform,
 )
 from crnn.train import resolve_device
-from infra import registry, results, tags, tracking
-from infra.library import LibraryFile, local_copy, scan_library, unsupported_reason
-from infra.library_store import FAILED, SCORED, STORE_NAME, LibraryStore, plan
+from infra import registry, tracking
 from infra.redact import redact, reveal
+from scoring import results, tags
+from scoring.library import LibraryFile, local_copy, scan_library, unsupported_reason
+from scoring.store import FAILED, SCORED, STORE_NAME, LibraryStore, plan
 from tasks import task_logger
 
 _FILE_FIELDS = tuple(f.name for f in fields(LibraryFile))

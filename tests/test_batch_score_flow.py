@@ -20,7 +20,8 @@ from mlflow.tracking import MlflowClient
 from bench.transcode import ALL_FORMATS, BROKEN_FILES, transcode, write_broken
 from crnn.audio import load_audio
 from flows.batch_score_flow import batch_score_flow
-from infra import registry, tags
+from infra import registry
+from scoring import tags
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]

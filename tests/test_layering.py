@@ -10,7 +10,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-CRNN_FORBIDDEN = {"mlflow", "prefect", "typer", "typer_cli", "tasks", "flows", "infra"}
+CRNN_FORBIDDEN = {"mlflow", "prefect", "typer", "typer_cli", "tasks", "flows", "infra", "scoring"}
+SCORING_FORBIDDEN = {"mlflow", "prefect", "typer", "typer_cli", "tasks", "flows"}
+SCORING_INFRA_ALLOWED = {"infra.storage"}
+"""scoring/ (the batch-scoring engine) uses crnn/ and, of infra/, only the storage adapter."""
+INFRA_FORBIDDEN = {"scoring", "tasks", "flows", "typer_cli"}
 FLOW_ALLOWED_ROOTS = {"prefect", "prefect_dask", "tasks", "flows"}
 # Names flows/ imports from infra that are not constants; each one is a known deviation from
 # "flows/ imports only constants from infra" and should move into a task.
@@ -71,6 +75,33 @@ def test_crnn_imports_no_orchestration_or_tracking(path: Path) -> None:
     assert not bad, "crnn/ must stay pure (torch, numpy, soundfile, librosa):\n" + "\n".join(bad)
 
 
+@pytest.mark.parametrize("path", py_files("scoring"), ids=lambda p: str(p.relative_to(ROOT)))
+def test_scoring_imports_crnn_and_storage_only(path: Path) -> None:
+    bad = [
+        f"{path.relative_to(ROOT)}:{line}: {module}"
+        for module, name, line in imports(path.read_text())
+        if root_of(module) in SCORING_FORBIDDEN
+        or (
+            root_of(module) == "infra"
+            and module not in SCORING_INFRA_ALLOWED
+            and f"infra.{name}" not in SCORING_INFRA_ALLOWED
+        )
+    ]
+    assert not bad, (
+        "scoring/ may use crnn/ and infra.storage, not Prefect, Typer, MLflow or other infra:\n" + "\n".join(bad)
+    )
+
+
+@pytest.mark.parametrize("path", py_files("infra"), ids=lambda p: str(p.relative_to(ROOT)))
+def test_infra_does_not_import_the_layers_above(path: Path) -> None:
+    bad = [
+        f"{path.relative_to(ROOT)}:{line}: {module}"
+        for module, _, line in imports(path.read_text())
+        if root_of(module) in INFRA_FORBIDDEN
+    ]
+    assert not bad, "infra/ must not import scoring, tasks, flows or the CLI:\n" + "\n".join(bad)
+
+
 @pytest.mark.parametrize("path", py_files("tasks"), ids=lambda p: str(p.relative_to(ROOT)))
 def test_tasks_do_not_import_the_cli(path: Path) -> None:
     bad = [
@@ -93,14 +124,14 @@ def test_flows_import_only_prefect_stdlib_config_infra_constants_and_tasks(path:
             continue
         if module == "crnn.config" or (module == "crnn" and name == "config"):
             continue
-        if root == "infra" and name is not None:
+        if root in ("infra", "scoring") and name is not None:
             if name.isupper() or (path.name, f"{module}.{name}") in FLOW_INFRA_EXCEPTIONS:
                 continue
-            bad.append(where + " (only constants may come from infra)")
+            bad.append(where + f" (only constants may come from {root})")
             continue
         bad.append(where)
-    assert not bad, "flows/ may import only prefect, the stdlib, crnn.config, infra constants and tasks:\n" + "\n".join(
-        bad
+    assert not bad, (
+        "flows/ may import only prefect, the stdlib, crnn.config, infra/scoring constants and tasks:\n" + "\n".join(bad)
     )
 
 

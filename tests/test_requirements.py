@@ -10,7 +10,7 @@ import yaml
 from infra import requirements as req
 from infra.requirements import ROOT
 
-RUNTIME_CODE = [ROOT / d for d in ("crnn", "tasks", "flows", "infra")] + [ROOT / "typer_cli.py"]
+RUNTIME_CODE = [ROOT / d for d in ("crnn", "scoring", "tasks", "flows", "infra")] + [ROOT / "typer_cli.py"]
 DEV_CODE = [ROOT / "tests", ROOT / "bench"]
 
 

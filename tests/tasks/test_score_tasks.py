@@ -10,8 +10,8 @@ import pytest
 from crnn.config import PipelineConfig
 from crnn.inference import build_model, checkpoint_state
 from crnn.train import save_checkpoint
-from infra.library import scan_library
-from infra.library_store import LibraryStore
+from scoring.library import scan_library
+from scoring.store import LibraryStore
 from tasks import score
 
 OPTIONS = {"top_k": 3, "uncertain_below": 0.5, "timeline": False, "max_duration_s": 600.0}
@@ -91,7 +91,7 @@ def test_tag_writing_refuses_unsafe_files_and_goes_on_after_an_error(write_tone,
     """Streaming WAV, hardlink and symlink out of the library are skipped with a reason; an error is recorded."""
     import struct
 
-    from infra import tags
+    from scoring import tags
 
     music = tmp_path / "music"
     for name in ("good", "stream", "hard", "boom"):

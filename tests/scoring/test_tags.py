@@ -1,4 +1,4 @@
-"""Tests for infra.tags: genre tags written with mutagen on real files of every taggable format."""
+"""Tests for scoring.tags: genre tags written with mutagen on real files of every taggable format."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import soundfile as sf
 from mutagen.id3 import TCON, TIT2
 
 from crnn.audio import load_audio
-from infra.tags import GENRE_TAG_VALUES, TagError, read_genre, write_genre
+from scoring.tags import GENRE_TAG_VALUES, TagError, read_genre, write_genre
 
 FORMATS = {  # suffix: (soundfile format, subtype, rate in Hz); None: M4A through PyAV
     ".mp3": ("MP3", "MPEG_LAYER_III", 44100),
@@ -235,7 +235,7 @@ def test_hardlinked_file_is_refused(tmp_path: Path) -> None:
 
 def test_stale_temporary_copies_are_removed(tmp_path: Path) -> None:
     """Only names write_genre's temporary copies have are removed."""
-    from infra.tags import remove_stale_copies
+    from scoring.tags import remove_stale_copies
 
     (tmp_path / "a").mkdir()
     stale = [tmp_path / "a" / ".song.tagging-k2j_9x0q.flac", tmp_path / ".x.y.tagging-abcdefgh.mp3"]

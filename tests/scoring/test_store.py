@@ -1,4 +1,4 @@
-"""Tests for infra.library_store: the SQLite state of a scored library and the rerun plan."""
+"""Tests for scoring.store: the SQLite state of a scored library and the rerun plan."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from infra.library import LibraryFile
-from infra.library_store import FAILED, SCORED, STORE_NAME, LibraryStore, plan
+from scoring.library import LibraryFile
+from scoring.store import FAILED, SCORED, STORE_NAME, LibraryStore, plan
 
 V1 = {"uri": "models:/genre-crnn@champion", "version": "v1"}
 V2 = {"uri": "models:/genre-crnn@champion", "version": "v2"}

@@ -1,4 +1,4 @@
-"""Tests for infra.results: CSV / JSON Lines / Parquet results tables, the timeline table and the markdown summary."""
+"""Tests for scoring.results: CSV / JSON Lines / Parquet results tables, the timeline table and the markdown summary."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from crnn import GENRES
-from infra.library import LibraryFile
-from infra.library_store import FAILED, RESULT_COLUMNS, SCORED, LibraryStore
-from infra.results import summary_markdown, write_results, write_timeline
+from scoring.library import LibraryFile
+from scoring.results import summary_markdown, write_results, write_timeline
+from scoring.store import FAILED, RESULT_COLUMNS, SCORED, LibraryStore
 
 MODEL = {"uri": "models:/genre-crnn@champion", "version": "v7"}
 MTIME_NS = 1_700_000_000_123_456_789  # more digits than a float64 holds

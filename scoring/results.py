@@ -10,8 +10,8 @@ from pathlib import Path
 import pandas as pd
 
 from crnn import GENRES
-from infra.library_store import RESULT_COLUMNS
 from infra.storage import atomic_path, s3_client
+from scoring.store import RESULT_COLUMNS
 
 
 def _atomic(path: Path, write: Callable[[str], None]) -> Path:
@@ -98,7 +98,7 @@ def publish(paths: Sequence[Path], output_dir: Path, uri: str) -> list[str]:
     """
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from infra.library import split_library_uri
+    from scoring.library import split_library_uri
 
     bucket, prefix = split_library_uri(uri)
     keys = []

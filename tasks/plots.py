@@ -1,4 +1,4 @@
-"""Figures logged with runs (matplotlib, headless)."""
+"""Figures the evaluate task logs with its run (matplotlib, headless): presentation, not infrastructure or a stage."""
 
 from __future__ import annotations
 

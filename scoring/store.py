@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from infra.library import LibraryFile
+from scoring.library import LibraryFile
 
 STORE_NAME = "library.sqlite"
 SCORED, FAILED = "scored", "failed"

@@ -1,4 +1,4 @@
-"""Tests for infra.library: local and S3 (real moto server) scans, format checks and the S3 download cache."""
+"""Tests for scoring.library: local and S3 (real moto server) scans, format checks and the S3 download cache."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.library import LibraryError, LibraryFile, local_copy, scan_library, unsupported_reason
+from scoring.library import LibraryError, LibraryFile, local_copy, scan_library, unsupported_reason
 
 
 def touch(path: Path, data: bytes = b"x") -> Path:
