@@ -84,6 +84,11 @@ RESULT_COLUMNS = (
 """Columns of the results tables, in order (``probs`` and ``timeline`` are added when present)."""
 
 
+def store_path(output_dir: str | Path) -> Path:
+    """The state store of ``output_dir``."""
+    return Path(output_dir) / STORE_NAME
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
