@@ -410,7 +410,14 @@ def score(
     rescore: Annotated[
         bool, typer.Option(help="Score every file again (e.g. to add --timeline), even if it is unchanged.")
     ] = False,
-    parquet: Annotated[bool, typer.Option(help="Also write the results tables as Parquet.")] = False,
+    formats: Annotated[
+        str,
+        typer.Option(
+            "--formats",
+            "--format",
+            help="Results tables to write: comma-separated format names, e.g. csv,jsonl,parquet.",
+        ),
+    ] = "csv,jsonl",
     results_uri: Annotated[
         str, typer.Option(help="Also copy the results tables to s3://bucket/prefix (for a team or other machines).")
     ] = "",
@@ -424,6 +431,12 @@ def score(
     _check_config(check_scoring_options, top_k=top_k, uncertain_below=uncertain_below, max_duration_s=max_duration_s)
     if tags not in ("off", "dry-run", "write"):
         raise _bad("--tags", f"must be off, dry-run or write, got {tags!r}")
+    from scoring.results import parse_formats
+
+    try:
+        params["formats"] = list(parse_formats(formats))
+    except ValueError as exc:
+        raise _bad("--formats", str(exc)) from None
     for root in library:
         _check_local_path("--library", root)
     _check_services()

@@ -9,9 +9,12 @@ from prefect import flow, unmapped
 from crnn.config import UNCERTAIN_BELOW
 from flows.runners import task_runner
 from infra.registry import MODEL_NAME
+from scoring.results import DEFAULT_FORMATS
 from tasks.score import export_results, plan_scoring, resolve_model, score_chunk, write_genre_tags
 
 DEFAULT_MODEL_URI = f"models:/{MODEL_NAME}@champion"
+RESULT_FORMATS = list(DEFAULT_FORMATS)
+"""Results tables written by default (names of ``scoring.results.FORMATS``)."""
 CHUNK_WORKERS = 2
 """score-chunk tasks that run at once in one process (each decodes in its own thread; torch uses the cores)."""
 
@@ -29,7 +32,7 @@ def batch_score_flow(
     tags: Literal["off", "dry-run", "write"] = "off",
     retry_failed: bool = False,
     rescore: bool = False,
-    parquet: bool = False,
+    formats: list[str] = RESULT_FORMATS,
     results_uri: str = "",
     device: str = "auto",
 ) -> dict:
@@ -41,7 +44,7 @@ def batch_score_flow(
         "max_duration_s": max_duration_s,
     }
     model = resolve_model(model_uri, output_dir)
-    planned = plan_scoring(library, output_dir, model, options, chunk_size, retry_failed, rescore)
+    planned = plan_scoring(library, output_dir, model, options, chunk_size, retry_failed, rescore, formats)
     chunks = score_chunk.map(
         planned["chunks"],
         model=unmapped(model),
@@ -52,4 +55,4 @@ def batch_score_flow(
     )
     if tags != "off":
         write_genre_tags(output_dir, model, planned["run_id"], tags, library, wait_for=[chunks])
-    return export_results(output_dir, model, planned, chunks, library, parquet, results_uri, wait_for=[chunks])
+    return export_results(output_dir, model, planned, chunks, library, formats, results_uri, wait_for=[chunks])

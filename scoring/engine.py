@@ -207,12 +207,24 @@ def tag_files(
 
 
 def export_run(
-    output_dir: str | Path, model: dict, planned: dict, counts: Sequence[dict], *, parquet: bool = False
+    output_dir: str | Path,
+    model: dict,
+    planned: dict,
+    counts: Sequence[dict],
+    *,
+    formats: str | Sequence[str] = results.DEFAULT_FORMATS,
 ) -> tuple[dict, list[dict], list[Path]]:
-    """Close the run in the store and write its results and the library's current labels (CSV, JSON Lines, Parquet).
+    """Close the run in the store and write its results and the library's current labels in ``formats``.
 
     Writes ``runs/<run_id>/results.<ext>`` (this run's files), ``library.<ext>`` (every file of this
     run's library with this model version's label) and, with a timeline, ``runs/<run_id>/timeline.csv``.
+
+    Args:
+        output_dir: the output folder (state store and tables).
+        model: ``uri`` and ``version`` of the model.
+        planned: :func:`plan_run`'s result.
+        counts: :func:`score_files`' counts per chunk, with ``started``/``finished`` (epoch s).
+        formats: names of :data:`scoring.results.FORMATS` (``"csv,jsonl"`` or a list).
 
     Returns:
         ``(summary, run_rows, paths)``: counts (``scored``, ``unchanged``, ``failed``), ``errors``,
@@ -228,8 +240,8 @@ def export_run(
         run_rows = store.results(run_id=run_id)
         library_rows = store.results(model_version=model["version"], seen_run=run_id)
         store.finish_run(run_id, summary_counts | {"errors": total["errors"]})
-    paths = results.write_results(run_rows, out / "runs" / run_id / "results", parquet=parquet)
-    paths += results.write_results(library_rows, out / "library", parquet=parquet)
+    paths = results.write_results(run_rows, out / "runs" / run_id / "results", formats=formats)
+    paths += results.write_results(library_rows, out / "library", formats=formats)
     if any(r.get("timeline") for r in run_rows):
         paths.append(results.write_timeline(run_rows, out / "runs" / run_id / "timeline.csv"))
     summary = {

@@ -1,7 +1,8 @@
-"""Results tables of batch scoring (CSV, JSON Lines, optional Parquet), written atomically, and the run summary."""
+"""Results tables of batch scoring in a registry of formats (CSV, JSON Lines, Parquet), written atomically; the run summary."""
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -12,6 +13,53 @@ import pandas as pd
 from crnn import GENRES
 from infra.storage import atomic_path, s3_client
 from scoring.store import RESULT_COLUMNS
+
+ResultsWriter = Callable[["ResultRows", Path], None]
+"""Writes the rows to a (temporary) file path; the caller makes it atomic."""
+
+FORMATS: dict[str, ResultsWriter] = {}
+"""Results formats by name; the name is also the file suffix (``results.<name>``). Add one with :func:`results_format`."""
+
+DEFAULT_FORMATS = ("csv", "jsonl")
+"""What ``score`` writes unless told otherwise."""
+
+
+def results_format(name: str) -> Callable[[ResultsWriter], ResultsWriter]:
+    """Register the decorated ``writer(rows, path)`` as results format ``name`` (lower-case letters and digits)."""
+
+    def register(writer: ResultsWriter) -> ResultsWriter:
+        FORMATS[name] = writer
+        return writer
+
+    return register
+
+
+def parse_formats(formats: str | Sequence[str]) -> tuple[str, ...]:
+    """``"csv,jsonl"`` or ``["csv", "jsonl"]`` -> known format names, without repeats, in the order given.
+
+    Raises:
+        ValueError: an unknown name (the message lists the known ones), or no format at all.
+    """
+    names = [n.strip().lower() for n in (formats.split(",") if isinstance(formats, str) else formats)]
+    names = list(dict.fromkeys(n for n in names if n))
+    unknown = [n for n in names if n not in FORMATS]
+    if unknown or not names:
+        what = f"unknown format {', '.join(unknown)}" if unknown else "no format given"
+        raise ValueError(f"{what}; known: {','.join(FORMATS)}")
+    return tuple(names)
+
+
+class ResultRows:
+    """Rows of the state store (:meth:`scoring.store.LibraryStore.results`) and, built once, their flat table."""
+
+    def __init__(self, rows: Sequence[dict]) -> None:
+        self.rows = rows
+
+    @functools.cached_property
+    def table(self) -> pd.DataFrame:
+        """One row per file: :data:`RESULT_COLUMNS`, ``top_k`` as ``genre:prob`` words, ``prob_<genre>`` columns."""
+        table = pd.DataFrame([_flat(r) for r in self.rows], columns=list(_flat({}).keys()))
+        return table.astype({c: "Int64" for c in ("n_segments", "size", "mtime_ns")})  # integers, blank when failed
 
 
 def _atomic(path: Path, write: Callable[[str], None]) -> Path:
@@ -30,25 +78,35 @@ def _flat(row: dict) -> dict:
     return flat
 
 
-def write_results(rows: Sequence[dict], stem: Path, *, parquet: bool = False) -> list[Path]:
-    """Write ``rows`` to ``<stem>.csv`` and ``<stem>.jsonl`` (and ``<stem>.parquet``), each atomically.
+@results_format("csv")
+def _csv(rows: ResultRows, path: Path) -> None:
+    """Flat columns, comma-separated, with a header row."""
+    rows.table.to_csv(path, index=False)
 
-    The JSON Lines file keeps nested values (``top_k``, ``probs``, ``timeline``); CSV and Parquet
-    get flat columns (``prob_<genre>``).
+
+@results_format("jsonl")
+def _jsonl(rows: ResultRows, path: Path) -> None:
+    """One JSON object per line, nested values (``top_k``, ``probs``, ``timeline``) kept."""
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows.rows), encoding="utf-8")
+
+
+@results_format("parquet")
+def _parquet(rows: ResultRows, path: Path) -> None:
+    """The flat table as Parquet (nullable integer columns stay integers)."""
+    rows.table.to_parquet(path, index=False)
+
+
+def write_results(rows: Sequence[dict], stem: Path, *, formats: str | Sequence[str] = DEFAULT_FORMATS) -> list[Path]:
+    """Write ``rows`` to ``<stem>.<format>`` for each of ``formats`` (see :data:`FORMATS`), each atomically.
+
+    Raises:
+        ValueError: an unknown format (nothing is written).
 
     Returns:
-        The paths written.
+        The paths written, in the order of ``formats``.
     """
-    table = pd.DataFrame([_flat(r) for r in rows], columns=list(_flat({}).keys()))
-    table = table.astype({c: "Int64" for c in ("n_segments", "size", "mtime_ns")})  # integers, blank when failed
-    lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
-    written = [
-        _atomic(stem.with_suffix(".csv"), lambda tmp: table.to_csv(tmp, index=False)),
-        _atomic(stem.with_suffix(".jsonl"), lambda tmp: Path(tmp).write_text(lines, encoding="utf-8")),
-    ]
-    if parquet:
-        written.append(_atomic(stem.with_suffix(".parquet"), lambda tmp: table.to_parquet(tmp, index=False)))
-    return written
+    names, table = parse_formats(formats), ResultRows(rows)
+    return [_atomic(stem.with_name(f"{stem.name}.{n}"), lambda tmp, n=n: FORMATS[n](table, Path(tmp))) for n in names]
 
 
 def write_timeline(rows: Sequence[dict], path: Path) -> Path:

@@ -40,10 +40,19 @@ def resolve_model(model_uri: str, output_dir: str) -> dict:
 
 @task(name="plan-scoring")
 def plan_scoring(
-    library: list[str], output_dir: str, model: dict, options: dict, chunk_size: int, retry_failed: bool, rescore: bool
+    library: list[str],
+    output_dir: str,
+    model: dict,
+    options: dict,
+    chunk_size: int,
+    retry_failed: bool,
+    rescore: bool,
+    formats: list[str] | None = None,
 ) -> dict:
     """Check the options, list the library, drop files unchanged since this model version scored them, chunk the rest."""
     check_options(**options)
+    # an unknown results format fails here, before any file is scored
+    results.parse_formats(results.DEFAULT_FORMATS if formats is None else formats)
     roots = [reveal(r) for r in library]
     run_id = str(flow_run.get_id() or uuid.uuid4())
     planned = engine.plan_run(
@@ -112,11 +121,11 @@ def export_results(
     planned: dict,
     counts: list[dict],
     library: list[str],
-    parquet: bool,
+    formats: list[str],
     results_uri: str = "",
 ) -> dict:
-    """Write this run's results and the library's current labels (CSV, JSON Lines; copies on S3), and a summary artifact."""
-    summary, run_rows, outputs = engine.export_run(output_dir, model, planned, counts, parquet=parquet)
+    """Write this run's results and the library's current labels in ``formats`` (copies on S3), and a summary artifact."""
+    summary, run_rows, outputs = engine.export_run(output_dir, model, planned, counts, formats=formats)
     if results_uri:
         outputs += results.publish(outputs, Path(output_dir), reveal(results_uri))
     summary = {

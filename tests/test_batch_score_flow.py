@@ -58,7 +58,7 @@ def _rows(out: Path) -> pd.DataFrame:
 
 def test_every_format_is_scored_and_every_bad_file_has_a_reason(prefect_harness, use_champion, library, tmp_path):
     out = tmp_path / "scores"
-    result = _score(library, out, timeline=True, parquet=True)
+    result = _score(library, out, timeline=True, formats=["csv", "jsonl", "parquet"])
 
     assert result["model_version"] == "genre-crnn/1"
     assert result["counts"] == {"scored": N_GOOD, "unchanged": 0, "failed": len(BROKEN)}

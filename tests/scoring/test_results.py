@@ -11,7 +11,7 @@ import pytest
 
 from crnn import GENRES
 from scoring.library import LibraryFile
-from scoring.results import summary_markdown, write_results, write_timeline
+from scoring.results import FORMATS, parse_formats, results_format, summary_markdown, write_results, write_timeline
 from scoring.store import FAILED, RESULT_COLUMNS, SCORED, LibraryStore
 
 MODEL = {"uri": "models:/genre-crnn@champion", "version": "v7"}
@@ -63,7 +63,7 @@ def test_write_results_files_and_no_leftovers(tmp_path: Path, rows: list[dict]) 
     assert written == [out / "results.csv", out / "results.jsonl"]
     assert sorted(p.name for p in out.iterdir()) == ["results.csv", "results.jsonl"]
     assert all(p.stat().st_mode & 0o777 == 0o644 for p in written)
-    written = write_results(rows, out / "results", parquet=True)
+    written = write_results(rows, out / "results", formats="csv,jsonl,parquet")
     assert written[-1] == out / "results.parquet"
     assert sorted(p.name for p in out.iterdir()) == ["results.csv", "results.jsonl", "results.parquet"]
 
@@ -106,7 +106,7 @@ def test_jsonl_keeps_nested_values(tmp_path: Path, rows: list[dict]) -> None:
 
 def test_parquet_types(tmp_path: Path, rows: list[dict]) -> None:
     pytest.importorskip("pyarrow")
-    path = write_results(rows, tmp_path / "results", parquet=True)[-1]
+    (path,) = write_results(rows, tmp_path / "results", formats=["parquet"])
     table = pd.read_parquet(path)
     assert len(table) == len(rows)
     assert str(table["n_segments"].dtype) == "Int64"
@@ -196,3 +196,31 @@ def test_summary_markdown_without_failures(rows: list[dict]) -> None:
     md = summary_markdown(summary({"scored": 3, "unchanged": 0, "failed": 0}), ok)
     assert "Failed files" not in md
     assert "| jazz | 2 | 0 |" in md
+
+
+def test_formats_are_parsed_against_the_registry() -> None:
+    assert parse_formats("csv,jsonl") == ("csv", "jsonl")
+    assert parse_formats(" Parquet , csv,,csv ") == ("parquet", "csv")
+    assert parse_formats(["jsonl"]) == ("jsonl",)
+    with pytest.raises(ValueError, match=r"^unknown format xlsx, html; known: csv,jsonl,parquet"):
+        parse_formats("csv,xlsx,html")
+    with pytest.raises(ValueError, match="no format given"):
+        parse_formats(" , ")
+
+
+def test_an_unknown_format_writes_nothing(tmp_path: Path, rows: list[dict]) -> None:
+    with pytest.raises(ValueError, match="xlsx"):
+        write_results(rows, tmp_path / "results", formats="csv,xlsx")
+    assert [p.name for p in tmp_path.iterdir()] == ["state"]  # only the fixture's store
+
+
+def test_a_registered_format_is_written_like_the_others(tmp_path: Path, rows: list[dict], monkeypatch) -> None:
+    monkeypatch.setattr("scoring.results.FORMATS", dict(FORMATS))
+
+    @results_format("tsv")
+    def _tsv(table, path: Path) -> None:
+        table.table.to_csv(path, sep="\t", index=False)
+
+    (path,) = write_results(rows, tmp_path / "results", formats="tsv")
+    assert path == tmp_path / "results.tsv" and path.read_text().startswith("path\tstatus\t")
+    assert path.stat().st_mode & 0o777 == 0o644
