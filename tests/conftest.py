@@ -197,3 +197,35 @@ def use_champion(champion_store: str, monkeypatch: pytest.MonkeyPatch) -> str:
     mlflow.set_registry_uri(champion_store)
     yield champion_store
     mlflow.set_tracking_uri(None)
+
+
+@pytest.fixture(scope="session")
+def moto_url():
+    """One moto S3 server on a free loopback port for the session; yields its URL."""
+    pytest.importorskip("boto3")
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3(moto_url: str, monkeypatch: pytest.MonkeyPatch):
+    """The moto server, emptied; the environment points S3 at it (AWS_ENDPOINT_URL); yields a client for it."""
+    import requests
+
+    from infra.storage import s3_client
+
+    requests.post(f"{moto_url}/moto-api/reset", timeout=10).raise_for_status()
+    env = {
+        "AWS_ENDPOINT_URL": moto_url,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return s3_client()

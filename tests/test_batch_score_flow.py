@@ -191,45 +191,30 @@ def test_killed_run_resumes_where_it_stopped(use_champion, library, tmp_path):
     assert first_run == done_before  # nothing the killed run finished was scored again
 
 
-def test_s3_library(prefect_harness, use_champion, library, tmp_path, monkeypatch):
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://{host}:{port}")
-        for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-            monkeypatch.setenv(key, "testing")
-        monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        import boto3
-
-        s3 = boto3.client("s3")
-        s3.create_bucket(Bucket="music")
-        for path in [
-            library / "blues" / "blues.00000.mp3",
-            library / "blues" / "blues.00000.m4a",
-            library / "incoming" / "garbage.mp3",
-        ]:
-            s3.upload_file(str(path), "music", f"lib/{path.parent.name}/{path.name}")
-        out = tmp_path / "scores"
-        first = batch_score_flow(library=["s3://music/lib"], output_dir=str(out), results_uri="s3://music/results")
-        assert first["counts"] == {"scored": 2, "unchanged": 0, "failed": 1}
-        published = {o["Key"] for o in s3.list_objects_v2(Bucket="music", Prefix="results/")["Contents"]}
-        assert {
-            "results/library.csv",
-            "results/library.jsonl",
-            f"results/runs/{first['run_id']}/results.csv",
-        } <= published
-        rows = _rows(out)
-        assert set(rows.index) == {
-            "s3://music/lib/blues/blues.00000.mp3",
-            "s3://music/lib/blues/blues.00000.m4a",
-            "s3://music/lib/incoming/garbage.mp3",
-        }
-        assert batch_score_flow(library=["s3://music/lib"], output_dir=str(out))["counts"]["scored"] == 0
-    finally:
-        server.stop()
+def test_s3_library(prefect_harness, use_champion, library, tmp_path, s3):
+    s3.create_bucket(Bucket="music")
+    for path in [
+        library / "blues" / "blues.00000.mp3",
+        library / "blues" / "blues.00000.m4a",
+        library / "incoming" / "garbage.mp3",
+    ]:
+        s3.upload_file(str(path), "music", f"lib/{path.parent.name}/{path.name}")
+    out = tmp_path / "scores"
+    first = batch_score_flow(library=["s3://music/lib"], output_dir=str(out), results_uri="s3://music/results")
+    assert first["counts"] == {"scored": 2, "unchanged": 0, "failed": 1}
+    published = {o["Key"] for o in s3.list_objects_v2(Bucket="music", Prefix="results/")["Contents"]}
+    assert {
+        "results/library.csv",
+        "results/library.jsonl",
+        f"results/runs/{first['run_id']}/results.csv",
+    } <= published
+    rows = _rows(out)
+    assert set(rows.index) == {
+        "s3://music/lib/blues/blues.00000.mp3",
+        "s3://music/lib/blues/blues.00000.m4a",
+        "s3://music/lib/incoming/garbage.mp3",
+    }
+    assert batch_score_flow(library=["s3://music/lib"], output_dir=str(out))["counts"]["scored"] == 0
 
 
 def test_mlflow_run_score_entry_point(use_champion, library, tmp_path):

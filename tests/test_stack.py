@@ -12,7 +12,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import boto3
 import numpy as np
 import pandas as pd
 import pytest
@@ -20,6 +19,7 @@ from mlflow.tracking import MlflowClient
 
 from crnn import GENRES
 from infra import stack as native_stack
+from infra.storage import s3_client
 
 pytestmark = [pytest.mark.slow, pytest.mark.server, pytest.mark.integration]
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,11 +81,10 @@ def test_train_registers_through_the_server_with_artifacts_in_s3_and_scoring_loa
     champion = client.get_model_version_by_alias("genre-crnn", "champion")
     assert str(champion.version) == "1"
 
-    s3 = boto3.session.Session(
-        aws_access_key_id=st["secrets"]["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=st["secrets"]["AWS_SECRET_ACCESS_KEY"],
-        region_name="us-east-1",
-    ).client("s3", endpoint_url=st["env"]["AWS_ENDPOINT_URL"])
+    credentials = {k: st["secrets"][k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    s3 = s3_client(
+        endpoint_url=st["env"]["AWS_ENDPOINT_URL"], credentials=credentials | {"AWS_DEFAULT_REGION": "us-east-1"}
+    )
     keys = [
         o["Key"]
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket="mlflow")

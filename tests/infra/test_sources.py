@@ -300,27 +300,6 @@ def test_bad_local_source(tmp_path, source):
         fetch_dataset(str(tmp_path / source), tmp_path / "cache")
 
 
-@pytest.fixture
-def s3(monkeypatch: pytest.MonkeyPatch):
-    """A moto S3 server on a free port; yields a boto3 client pointed at it via AWS_ENDPOINT_URL."""
-    boto3 = pytest.importorskip("boto3")
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    env = {
-        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    yield boto3.client("s3")
-    server.stop()
-
-
 def test_s3_download_and_extract(tmp_path, s3):
     """An S3 object is downloaded, extracted, not downloaded again, and a missing key raises."""
     archive = _tar_gz(tmp_path / "genres.tar.gz", {WAV_NAME: _wav_bytes()})

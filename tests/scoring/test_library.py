@@ -109,37 +109,6 @@ def test_local_copy_returns_local_file_as_is(tmp_path: Path) -> None:
 # --- S3 against a real moto server -------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def moto_url():
-    """One moto S3 server on a free port for this module; yields its URL."""
-    pytest.importorskip("boto3")
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
-@pytest.fixture
-def s3(moto_url: str, monkeypatch: pytest.MonkeyPatch):
-    """An emptied moto server; yields a boto3 client pointed at it via AWS_ENDPOINT_URL."""
-    import boto3
-    import requests
-
-    requests.post(f"{moto_url}/moto-api/reset", timeout=10).raise_for_status()
-    env = {
-        "AWS_ENDPOINT_URL": moto_url,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    return boto3.client("s3")
-
-
 @pytest.fixture
 def bucket(s3) -> str:
     """Bucket ``lib`` with nested keys under ``music/``, hidden keys, a folder marker and a look-alike prefix."""
