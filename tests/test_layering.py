@@ -75,18 +75,22 @@ def test_crnn_imports_no_orchestration_or_tracking(path: Path) -> None:
     assert not bad, "crnn/ must stay pure (torch, numpy, soundfile, librosa):\n" + "\n".join(bad)
 
 
+def bad_imports(path: Path, is_bad) -> list[str]:
+    """``file:line: module`` for each import of ``path`` for which ``is_bad(module, name)`` holds."""
+    found = imports(path.read_text())
+    return [f"{path.relative_to(ROOT)}:{line}: {module}" for module, name, line in found if is_bad(module, name)]
+
+
+def scoring_may_not(module: str, name: str | None) -> bool:
+    """scoring/ imports neither orchestration, the CLI nor MLflow; of infra/, only the storage adapter."""
+    if root_of(module) == "infra":
+        return module not in SCORING_INFRA_ALLOWED and f"infra.{name}" not in SCORING_INFRA_ALLOWED
+    return root_of(module) in SCORING_FORBIDDEN
+
+
 @pytest.mark.parametrize("path", py_files("scoring"), ids=lambda p: str(p.relative_to(ROOT)))
 def test_scoring_imports_crnn_and_storage_only(path: Path) -> None:
-    bad = [
-        f"{path.relative_to(ROOT)}:{line}: {module}"
-        for module, name, line in imports(path.read_text())
-        if root_of(module) in SCORING_FORBIDDEN
-        or (
-            root_of(module) == "infra"
-            and module not in SCORING_INFRA_ALLOWED
-            and f"infra.{name}" not in SCORING_INFRA_ALLOWED
-        )
-    ]
+    bad = bad_imports(path, scoring_may_not)
     assert not bad, (
         "scoring/ may use crnn/ and infra.storage, not Prefect, Typer, MLflow or other infra:\n" + "\n".join(bad)
     )
@@ -94,11 +98,7 @@ def test_scoring_imports_crnn_and_storage_only(path: Path) -> None:
 
 @pytest.mark.parametrize("path", py_files("infra"), ids=lambda p: str(p.relative_to(ROOT)))
 def test_infra_does_not_import_the_layers_above(path: Path) -> None:
-    bad = [
-        f"{path.relative_to(ROOT)}:{line}: {module}"
-        for module, _, line in imports(path.read_text())
-        if root_of(module) in INFRA_FORBIDDEN
-    ]
+    bad = bad_imports(path, lambda module, _: root_of(module) in INFRA_FORBIDDEN)
     assert not bad, "infra/ must not import scoring, tasks, flows or the CLI:\n" + "\n".join(bad)
 
 
