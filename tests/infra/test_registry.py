@@ -95,3 +95,16 @@ def test_resolve_model_by_alias_version_and_run_uri(mlflow_store, tmp_path) -> N
     by_run = registry.resolve_model(f"runs:/{run.info.run_id}/model", tmp_path / "cache")
     assert by_run["version"].startswith(f"runs:/{run.info.run_id}/model#sha256=")
     assert Path(by_run["checkpoint"]).is_file()
+
+
+def test_a_version_with_other_labels_does_not_replace_a_gtzan_champion(mlflow_store, tmp_path) -> None:
+    a = _split(["a1"], [("t1", "rock")])
+    _register(a, 0.5, tmp_path)  # no labels given: GTZAN's, like every version registered before labels were tagged
+    with mlflow.start_run() as run:
+        info = mlflow.pyfunc.log_model(name="model", python_model=_AlwaysRock(), pip_requirements=["mlflow"])
+    other = registry.register_and_promote(
+        info.model_uri, run.info.run_id, 1.0, a[a.split == "test"], labels=("hum", "tone", "noise")
+    )
+    assert not other.promoted and "predicts other labels" in other.reason and _aliases()["champion"] == "1"
+    version = MlflowClient().get_model_version(registry.MODEL_NAME, other.version)
+    assert registry.version_labels(version) == ("hum", "tone", "noise")
