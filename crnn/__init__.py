@@ -16,4 +16,7 @@ GENRES: tuple[str, ...] = (
     "reggae",
     "rock",
 )
-"""The 10 GTZAN genres, in label-index order (index ``i`` is class ``i``)."""
+"""The 10 GTZAN genres, in GTZAN's label order: the labels of GTZAN file names and of models trained on GTZAN.
+
+A trained model's labels are ``ModelConfig.labels``, read from its checkpoint; this list is only the
+dataset parser's default and the fallback for checkpoints written before labels were saved."""

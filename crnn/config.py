@@ -10,8 +10,11 @@ import dataclasses
 import hashlib
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from crnn import GENRES
 
 
 def _check(cond: bool, msg: str) -> None:
@@ -144,9 +147,13 @@ def check_scoring_options(top_k: int, uncertain_below: float, max_duration_s: fl
 
 
 def config_option_names() -> frozenset[str]:
-    """The flat option names :meth:`PipelineConfig.from_options` takes (``split`` names the split method)."""
+    """The flat option names :meth:`PipelineConfig.from_options` takes (``split`` names the split method).
+
+    ``labels`` is not among them: training reads it from the dataset (:meth:`PipelineConfig.with_labels`).
+    """
     sections = (FeatureConfig, ModelConfig, TrainConfig, SplitConfig)
-    return frozenset({f.name for section in sections for f in dataclasses.fields(section)} - {"method"} | {"split"})
+    fields = {f.name for section in sections for f in dataclasses.fields(section)}
+    return frozenset(fields - {"method", "labels"} | {"split"})
 
 
 BASELINE = "mfcc-logreg"
@@ -195,7 +202,8 @@ class ModelConfig:
         rnn_layers: stacked recurrent layers.
         attention_dim: size of the additive attention scorer.
         dropout: dropout before the classifier, in [0, 1).
-        n_classes: number of genres.
+        labels: the class names, in output order (index ``i`` is class ``i``); training takes them from
+            the dataset (:func:`crnn.dataset.label_list`), and the checkpoint keeps them. Default: GTZAN's ten.
         level_norm: subtract each input's mean dB level, so the prediction does not depend
             on playback loudness or mastering level (a spurious cue in GTZAN, whose classical
             tracks are ~13 dB quieter than the rest).
@@ -212,7 +220,7 @@ class ModelConfig:
     rnn_layers: int = 1
     attention_dim: int = 64
     dropout: float = 0.3
-    n_classes: int = 10
+    labels: tuple[str, ...] = GENRES
     level_norm: bool = True
     pretrained: str = PRETRAINED_CHECKPOINTS[0]
 
@@ -242,7 +250,18 @@ class ModelConfig:
             f"rnn_hidden and rnn_layers must be > 0, got {self.rnn_hidden}, {self.rnn_layers}",
         )
         _check(0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}")
-        _check(self.n_classes >= 2, f"n_classes must be >= 2, got {self.n_classes}")
+        _check(
+            len(self.labels) >= 2 and len(set(self.labels)) == len(self.labels),
+            f"labels must name at least 2 distinct classes, got {self.labels}",
+        )
+        _check(
+            all(isinstance(g, str) and g for g in self.labels), f"labels must be non-empty strings, got {self.labels}"
+        )
+
+    @property
+    def n_classes(self) -> int:
+        """Number of classes: the model's output size."""
+        return len(self.labels)
 
 
 @dataclass(frozen=True)
@@ -386,6 +405,14 @@ class PipelineConfig:
             sections[owners[0]][name] = value
         return cls(**{s: types[s](**kw) for s, kw in sections.items()})
 
+    def with_labels(self, labels: Sequence[str]) -> PipelineConfig:
+        """This config for a model predicting ``labels`` (in output order), e.g. those of the training data.
+
+        Raises:
+            ValueError: fewer than 2 labels, or a repeated or empty one.
+        """
+        return dataclasses.replace(self, model=dataclasses.replace(self.model, labels=tuple(labels)))
+
     def to_dict(self) -> dict[str, Any]:
         """Nested plain-dict form (JSON-serialisable)."""
         return dataclasses.asdict(self)
@@ -395,6 +422,9 @@ class PipelineConfig:
         """Inverse of :meth:`to_dict`; tuples are restored from JSON lists."""
         model = {k: tuple(v) if isinstance(v, list) else v for k, v in data.get("model", {}).items()}
         model.setdefault("architecture", CLASSIC_ARCHITECTURE)  # checkpoints from before the model zoo
+        n_classes = model.pop("n_classes", None)  # checkpoints from before labels: GTZAN's ten
+        if n_classes is not None and n_classes != len(model.get("labels", GENRES)):
+            raise ValueError(f"n_classes={n_classes} does not match labels {model.get('labels', GENRES)}")
         return cls(
             features=FeatureConfig(**data.get("features", {})),
             model=ModelConfig(**model),

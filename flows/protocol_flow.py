@@ -50,14 +50,17 @@ def protocol_evaluation(
     device = context["device"]
     try:
         if model == BASELINE:
-            trained = train_baseline(table, cache_root, cfg.features, cfg.train.seed, run_id, run_dir)
-            test = evaluate_baseline(table, cache_root, trained["checkpoint"], run_id, run_dir)
+            labels = cfg.model.labels
+            trained = train_baseline(table, cache_root, cfg.features, cfg.train.seed, run_id, run_dir, labels)
+            test = evaluate_baseline(table, cache_root, trained["checkpoint"], run_id, run_dir, labels)
         else:
             trained = train_crnn(table, cache_root, cfg, run_id, run_dir, device, context["weights"])
             test = evaluate_test(table, cache_root, trained["checkpoint"], run_id, run_dir, device)
         speed = None
         if name == "cross-artist":
-            speed = measure_scoring_speed(trained["checkpoint"], model, context["manifest"], run_id, device)
+            speed = measure_scoring_speed(
+                trained["checkpoint"], model, context["manifest"], run_id, device, cfg.model.n_classes
+            )
     except BaseException:
         end_mlflow_run(run_id, "FAILED")
         raise
@@ -104,6 +107,7 @@ def protocol_flow(
     work = Path(work_dir)
     dataset, cross = download_dataset(source, str(work)), download_dataset(cross_artist, str(work))
     plan = plan_protocol(dataset["manifest"], cross["manifest"], folds, val_fraction, seed, str(work / "protocol"))
+    cfg = cfg.with_labels(plan["labels"])  # the classes come from the data
     cache_root = str(work / "features")
     planned = plan_log_mels(plan["all"], cfg.features, cache_root)
     chunks = compute_log_mels.map(

@@ -69,6 +69,7 @@ def train_flow(
     work = Path(work_dir)
     dataset = download_dataset(source, str(work), sha256)
     split_info = split_tracks(dataset["manifest"], cfg.split, str(Path(dataset["manifest"]).parent))
+    cfg = cfg.with_labels(split_info["labels"])  # the classes come from the data
     planned = plan_log_mels(split_info["table"], cfg.features, str(work / "features"))
     chunks = compute_log_mels.map(
         planned["chunks"],

@@ -34,8 +34,8 @@ LABELS_TAG = "labels"
 _PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
-def signature() -> ModelSignature:
-    """Input: ``path`` or ``waveform`` + ``sample_rate`` (Hz); output: ``genre`` and ``prob_<genre>``."""
+def signature(labels: Sequence[str]) -> ModelSignature:
+    """Input: ``path`` or ``waveform`` + ``sample_rate`` (Hz); output: ``genre`` and ``prob_<label>`` per label."""
     inputs = Schema(
         [
             ColSpec("string", "path", required=False),
@@ -43,7 +43,7 @@ def signature() -> ModelSignature:
             ColSpec("long", "sample_rate", required=False),
         ]
     )
-    outputs = Schema([ColSpec("string", "genre")] + [ColSpec("double", f"prob_{g}") for g in GENRES])
+    outputs = Schema([ColSpec("string", "genre")] + [ColSpec("double", f"prob_{g}") for g in labels])
     return ModelSignature(inputs=inputs, outputs=outputs)
 
 
@@ -58,15 +58,15 @@ def pip_requirements() -> list[str]:
     return model_requirements()
 
 
-def log_model(run_id: str, checkpoint: str | Path) -> str:
-    """Log the pyfunc model (code: ``crnn/``; artifact: the checkpoint) to the run; return its URI."""
+def log_model(run_id: str, checkpoint: str | Path, labels: Sequence[str]) -> str:
+    """Log the pyfunc model (code: ``crnn/``; artifact: the checkpoint predicting ``labels``) to the run; return its URI."""
     with mlflow.start_run(run_id=run_id):
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=str(_PROJECT_ROOT / "infra" / "genre_model.py"),
             artifacts={"checkpoint": str(checkpoint)},
             code_paths=[str(_PROJECT_ROOT / "crnn")],
-            signature=signature(),
+            signature=signature(labels),
             input_example=input_example(),
             pip_requirements=pip_requirements(),
         )
@@ -144,8 +144,8 @@ def register_and_promote(
     run_id: str,
     score: float,
     test: pd.DataFrame,
-    name: str = MODEL_NAME,
-    labels: Sequence[str] = GENRES,
+    name: str,
+    labels: Sequence[str],
 ) -> Decision:
     """Register ``model_uri`` (alias ``challenger``) and promote it to ``champion`` if it earns it.
 

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from crnn import GENRES
 from infra.library_store import RESULT_COLUMNS
 
 
@@ -29,25 +28,25 @@ def _atomic(path: Path, write: Callable[[str], None]) -> Path:
     return path
 
 
-def _flat(row: dict) -> dict:
-    """A CSV row: ``top_k`` as ``genre:prob`` words, ``probs`` as ``prob_<genre>`` columns, no timeline."""
+def _flat(row: dict, labels: Sequence[str]) -> dict:
+    """A CSV row: ``top_k`` as ``genre:prob`` words, ``probs`` as ``prob_<label>`` columns, no timeline."""
     flat = {k: row.get(k) for k in RESULT_COLUMNS}
     flat["top_k"] = " ".join(f"{t['genre']}:{t['probability']:.4f}" for t in row.get("top_k") or [])
     probs = row.get("probs") or {}
-    flat |= {f"prob_{g}": probs.get(g) for g in GENRES}
+    flat |= {f"prob_{g}": probs.get(g) for g in labels}
     return flat
 
 
-def write_results(rows: Sequence[dict], stem: Path, *, parquet: bool = False) -> list[Path]:
+def write_results(rows: Sequence[dict], stem: Path, *, labels: Sequence[str], parquet: bool = False) -> list[Path]:
     """Write ``rows`` to ``<stem>.csv`` and ``<stem>.jsonl`` (and ``<stem>.parquet``), each atomically.
 
     The JSON Lines file keeps nested values (``top_k``, ``probs``, ``timeline``); CSV and Parquet
-    get flat columns (``prob_<genre>``).
+    get flat columns (``prob_<label>`` for each of the model's ``labels``, in its order).
 
     Returns:
         The paths written.
     """
-    table = pd.DataFrame([_flat(r) for r in rows], columns=list(_flat({}).keys()))
+    table = pd.DataFrame([_flat(r, labels) for r in rows], columns=list(_flat({}, labels).keys()))
     table = table.astype({c: "Int64" for c in ("n_segments", "size", "mtime_ns")})  # integers, blank when failed
     lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
     written = [

@@ -15,10 +15,9 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
-from crnn import GENRES
 from crnn.audio import AudioDecodeError, file_sha256, non_regular_reason
 from crnn.config import check_scoring_options
-from crnn.inference import load_checkpoint
+from crnn.inference import checkpoint_labels, load_checkpoint
 from crnn.models import GenreNet
 from crnn.scoring import (
     NonFiniteError,
@@ -49,6 +48,7 @@ def resolve_model(model_uri: str, output_dir: str) -> dict:
     """Resolve the model URI to a registry version and download its checkpoint into ``<output>/models``."""
     tracking.configure_tracking()
     model = registry.resolve_model(model_uri, Path(output_dir) / "models")
+    model["labels"] = list(checkpoint_labels(model["checkpoint"]))  # the result columns
     task_logger().info("%s resolved to %s", model_uri, model["version"])
     return model
 
@@ -146,7 +146,7 @@ def prediction_row(p: TrackPrediction) -> dict:
         "probability": round(p.probability, 4),
         "uncertain": p.uncertain,
         "top_k": [{"genre": g, "probability": round(q, 4)} for g, q in p.top_k],
-        "probs": {g: round(float(q), 4) for g, q in zip(GENRES, p.probs)},
+        "probs": {g: round(float(q), 4) for g, q in zip(p.labels, p.probs)},
         "timeline": None if p.timeline is None else [asdict(s) for s in p.timeline],
         "duration_s": round(p.duration_s, 3),
         "truncated": p.truncated,
@@ -222,7 +222,7 @@ def write_genre_tags(output_dir: str, model: dict, run_id: str, mode: str, libra
         for row in store.results(model_version=model["version"], seen_run=run_id):
             if row["status"] != SCORED:
                 continue
-            value = tags.GENRE_TAG_VALUES[row["genre"]]
+            value = tags.tag_value(row["genre"])
             if row["tag_status"] == f"written: {value}":
                 continue
             try:
@@ -280,8 +280,9 @@ def export_results(
         run_rows = store.results(run_id=run_id)
         library_rows = store.results(model_version=model["version"], seen_run=run_id)
         store.finish_run(run_id, summary_counts | {"errors": total["errors"]})
-    outputs = results.write_results(run_rows, out / "runs" / run_id / "results", parquet=parquet)
-    outputs += results.write_results(library_rows, out / "library", parquet=parquet)
+    labels = model["labels"]
+    outputs = results.write_results(run_rows, out / "runs" / run_id / "results", labels=labels, parquet=parquet)
+    outputs += results.write_results(library_rows, out / "library", labels=labels, parquet=parquet)
     if any(r.get("timeline") for r in run_rows):
         outputs.append(results.write_timeline(run_rows, out / "runs" / run_id / "timeline.csv"))
     if results_uri:
