@@ -62,7 +62,7 @@ def train_flow(
     """Train, evaluate and register one zoo architecture; return the run id, test metrics and the registry decision.
 
     Feature parameters left at ``None`` take the architecture's seed preprocessing
-    (``crnn.config.ARCHITECTURE_FEATURES``).
+    (its entry in ``crnn.catalog.ZOO``).
     """
     options = {k: v for k, v in locals().items() if k not in RUN_OPTIONS}
     cfg = PipelineConfig.from_options(**options)  # every other parameter is a config field

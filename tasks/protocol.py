@@ -17,7 +17,7 @@ from prefect import task
 from crnn import protocol
 from crnn.audio import load_audio
 from crnn.baseline import baseline_segment_probs, fit_baseline, load_baseline, save_baseline
-from crnn.config import BASELINE, FeatureConfig, PipelineConfig, flatten
+from crnn.config import FeatureConfig, PipelineConfig, flatten, zoo_entry
 from crnn.dataset import label_list, read_manifest, write_csv_atomic
 from crnn.evaluate import evaluate_segment_probs, scorable
 from crnn.features import log_mel_librosa
@@ -76,9 +76,9 @@ def plan_protocol(
 
 
 def _params(cfg: PipelineConfig, model: str) -> dict:
-    """The flattened config (the baseline: only its features and seed) with ``protocol.model``."""
+    """The flattened config (a classical model: only its features and seed) with ``protocol.model``."""
     data = cfg.to_dict()
-    if model == BASELINE:
+    if not zoo_entry(model).is_network:
         data = {"features": data["features"], "train": {"seed": cfg.train.seed}}
     return flatten(data) | {"protocol.model": model}
 
@@ -145,7 +145,7 @@ def measure_scoring_speed(
     """
     tracking.configure_tracking()
     paths = [t.path for t in read_manifest(Path(manifest_csv))][:SPEED_TRACKS]
-    if model == BASELINE:
+    if not zoo_entry(model).is_network:
         clf, cfg = load_baseline(checkpoint)
 
         def score(path: str) -> np.ndarray:
