@@ -295,7 +295,6 @@ def evaluate(
     import mlflow
     import pandas as pd
 
-    from crnn import GENRES
     from crnn.dataset import discover_tracks, parse_track_id
     from crnn.evaluate import classification_report
 
@@ -303,17 +302,19 @@ def evaluate(
     _check_services()
     _check_model(model)
     paths = discover_tracks(data)
-    truth = [GENRES.index(parse_track_id(p.name.rsplit(".", 1)[0])[0]) for p in paths]
-    pred = mlflow.pyfunc.load_model(model).predict(pd.DataFrame({"path": [str(p) for p in paths]}))
-    report = classification_report(truth, [GENRES.index(g) for g in pred["genre"]], len(GENRES))
+    served = mlflow.pyfunc.load_model(model)
+    labels = [c.name.removeprefix("prob_") for c in served.metadata.get_output_schema().inputs[1:]]  # the model's
+    truth = [labels.index(parse_track_id(p.name.rsplit(".", 1)[0], labels)[0]) for p in paths]
+    pred = served.predict(pd.DataFrame({"path": [str(p) for p in paths]}))
+    report = classification_report(truth, [labels.index(g) for g in pred["genre"]], len(labels))
     table = Table("genre", "recall", "precision", "clips", title=f"{model} on {data}")
-    for g, r, p, n in zip(GENRES, report.recall, report.precision, report.support):
+    for g, r, p, n in zip(labels, report.recall, report.precision, report.support):
         table.add_row(g, f"{r:.2f}", f"{p:.2f}", str(n))
     Console().print(table)
     metrics = {"clips": len(paths), "accuracy": report.accuracy, "macro_f1": report.macro_f1}
     Console().print(f"clip accuracy {report.accuracy:.3f}, macro-F1 {report.macro_f1:.3f} over {len(paths)} clips")
     if output:
-        output.write_text(json.dumps(metrics | {"recall": dict(zip(GENRES, report.recall.tolist()))}, indent=2))
+        output.write_text(json.dumps(metrics | {"recall": dict(zip(labels, report.recall.tolist()))}, indent=2))
 
 
 @app.command()

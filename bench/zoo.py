@@ -21,8 +21,8 @@ import pandas as pd
 import torch
 
 from crnn.atomic import write_text_atomic
-from crnn.config import BASELINE, UNCERTAIN_BELOW, TrainConfig
-from flows.protocol_flow import CROSS_ARTIST_SOURCE, PROTOCOL_MODELS, TRAIN_SOURCE, protocol_flow
+from crnn.config import PROTOCOL_MODELS, UNCERTAIN_BELOW, TrainConfig, zoo_entry
+from flows.protocol_flow import CROSS_ARTIST_SOURCE, TRAIN_SOURCE, protocol_flow
 
 COLUMNS = [
     "model", "seed", "parameters", "cross_artist_accuracy", "cross_artist_macro_f1", "cross_artist_ece",
@@ -142,7 +142,7 @@ def markdown(table: pd.DataFrame, args: argparse.Namespace) -> str:
     for r in summary(table).to_dict("records"):
         lines.append(
             f"| {r['model']} | {r['seeds']} | {r['folds']} | {r['epochs']} "
-            f"| {'–' if r['model'] == BASELINE else r['mixup_alpha']} | {int(r['parameters']):,} "
+            f"| {r['mixup_alpha'] if zoo_entry(r['model']).is_network else '–'} | {int(r['parameters']):,} "
             f"| {r['cross_artist_accuracy']} | {r['cross_artist_macro_f1']} | {r['cross_artist_ece']} "
             f"| {r['cross_artist_selective_accuracy']} | {r['cross_artist_uncertain_share']} "
             f"| {r['kfold_track_accuracy_mean']} | {r['train_seconds']} | {r['tracks_per_s']} |"

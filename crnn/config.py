@@ -9,9 +9,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from crnn import GENRES
+from crnn.catalog import SHAPING_FIELDS, ZOO, check_shape_contract, honouring, zoo_entry
+
+__all__ = ["check_shape_contract", "zoo_entry"]  # re-exported for crnn.models and flows/ (which import only config)
 
 
 def _check(cond: bool, msg: str) -> None:
@@ -103,9 +108,14 @@ class FeatureConfig:
         return hashlib.sha256(json.dumps(spectral, sort_keys=True).encode()).hexdigest()[:16]
 
 
-ARCHITECTURES = ("musicnn-linear", "musicnn-crnn", "crnn-attention", "choi-crnn", "cnn-lstm", "parallel-cnn-bilstm")
-"""The model zoo (``crnn.zoo``); the first is the default. ``musicnn-linear`` leads the cross-artist figure
-(0.633 ± 0.015 over 3 seeds, ``musicnn-crnn`` 0.617 ± 0.040, ``crnn-attention`` below 0.5: bench/RESULTS.md)."""
+ARCHITECTURES = tuple(e.name for e in ZOO if e.is_network)
+"""The networks of the model zoo (:data:`crnn.catalog.ZOO`); the first is the default."""
+
+BASELINE = next(e.name for e in ZOO if not e.is_network)
+"""The classical baseline (``crnn.baseline``), evaluated beside the zoo under the same protocol."""
+
+PROTOCOL_MODELS = tuple(e.name for e in ZOO)
+"""Everything the protocol evaluates: every network and the classical baseline."""
 
 CLASSIC_ARCHITECTURE = "crnn-attention"
 """The from-scratch CRNN of seed 000: the preprocessing of :class:`FeatureConfig`'s defaults, of the classical
@@ -113,16 +123,6 @@ baseline, and the architecture of checkpoints written before the model zoo."""
 
 PRETRAINED_CHECKPOINTS = ("MSD_musicnn", "MTT_musicnn")
 """musicnn checkpoints the ``musicnn-*`` models start from (``crnn.musicnn.CHECKPOINTS``)."""
-
-_MUSICNN_FEATURES = {
-    "sample_rate": 16000,
-    "n_fft": 512,
-    "hop_length": 256,
-    "n_mels": 96,
-    "segment_s": 3.0,
-    "overlap_s": 0.0,
-    "max_segments": 5,
-}
 
 UNCERTAIN_BELOW = 0.75
 """Default confidence threshold of scoring: a track whose top probability is below it is ``uncertain`` and not
@@ -144,39 +144,13 @@ def check_scoring_options(top_k: int, uncertain_below: float, max_duration_s: fl
 
 
 def config_option_names() -> frozenset[str]:
-    """The flat option names :meth:`PipelineConfig.from_options` takes (``split`` names the split method)."""
+    """The flat option names :meth:`PipelineConfig.from_options` takes (``split`` names the split method).
+
+    ``labels`` is not among them: training reads it from the dataset (:meth:`PipelineConfig.with_labels`).
+    """
     sections = (FeatureConfig, ModelConfig, TrainConfig, SplitConfig)
-    return frozenset({f.name for section in sections for f in dataclasses.fields(section)} - {"method"} | {"split"})
-
-
-BASELINE = "mfcc-logreg"
-"""The classical baseline (``crnn.baseline``), evaluated beside the zoo under the same protocol."""
-
-ARCHITECTURE_FEATURES: dict[str, dict[str, Any]] = {
-    "crnn-attention": {},  # FeatureConfig's defaults
-    # musicnn (Pons & Serra 2019): 16 kHz, n_fft 512, hop 256, 96 bands, 3 s patches (187 frames). Its front
-    # end costs ~2.8 GFLOP per segment (~14x the CRNN's), so segments do not overlap and a track is scored on
-    # 5 evenly spaced ones (bench/segment_cap.py: track accuracy 0.921 against 0.926 with all ten segments of a
-    # 30 s track, the same genre on 98% of tracks; bench/RESULTS.md).
-    "musicnn-crnn": _MUSICNN_FEATURES,
-    "musicnn-linear": _MUSICNN_FEATURES,
-    # Seed 001 / Choi et al. 2017: 12 kHz, 96 mel bands, n_fft 512, hop 256, 29.12 s inputs.
-    "choi-crnn": {
-        "sample_rate": 12000,
-        "n_fft": 512,
-        "hop_length": 256,
-        "n_mels": 96,
-        "segment_s": 29.12,
-        "overlap_s": 0.0,
-    },
-    # Seed 003's layer table: 64 x 173 inputs (the 5x5 valid conv gives 60 x 169); librosa's
-    # default n_fft 2048 / hop 512 at 22 050 Hz makes 173 frames 4.02 s; 50% overlap.
-    "cnn-lstm": {"n_fft": 2048, "hop_length": 512, "n_mels": 64, "segment_s": 4.02, "overlap_s": 2.01},
-    # Seed 004: 3 s clips with 50% overlap, n_fft 1024 (513 bins) x ~128 frames; 128 log-mel
-    # bands stand in for the seed's 513 linear bins pooled to 128.
-    "parallel-cnn-bilstm": {"n_fft": 1024, "hop_length": 512, "n_mels": 128, "segment_s": 3.0, "overlap_s": 1.5},
-}
-"""Each architecture's preprocessing, as its seed describes it; explicit options override it."""
+    fields = {f.name for section in sections for f in dataclasses.fields(section)}
+    return frozenset(fields - {"method", "labels"} | {"split"})
 
 
 @dataclass(frozen=True)
@@ -184,9 +158,9 @@ class ModelConfig:
     """Architecture choice and the CRNN (seed ``000``) hyper-parameters.
 
     Attributes:
-        architecture: one of :data:`ARCHITECTURES`; the fields from ``channels`` to
-            ``attention_dim`` shape ``crnn-attention`` only (the other zoo models follow
-            their seed's layer table).
+        architecture: one of :data:`ARCHITECTURES`. The fields from ``channels`` to
+            ``attention_dim``, and ``pretrained``, shape only the models whose zoo entry honours
+            them (:data:`crnn.catalog.ZOO`); giving another value to one a model ignores is a ``ValueError``.
         channels: output channels of each convolution block.
         freq_pool: max-pool factor along mel bands per block; their product must divide ``n_mels``.
         time_pool: max-pool factor along frames per block.
@@ -195,7 +169,8 @@ class ModelConfig:
         rnn_layers: stacked recurrent layers.
         attention_dim: size of the additive attention scorer.
         dropout: dropout before the classifier, in [0, 1).
-        n_classes: number of genres.
+        labels: the class names, in output order (index ``i`` is class ``i``); training takes them from
+            the dataset (:func:`crnn.dataset.label_list`), and the checkpoint keeps them. Default: GTZAN's ten.
         level_norm: subtract each input's mean dB level, so the prediction does not depend
             on playback loudness or mastering level (a spurious cue in GTZAN, whose classical
             tracks are ~13 dB quieter than the rest).
@@ -212,7 +187,7 @@ class ModelConfig:
     rnn_layers: int = 1
     attention_dim: int = 64
     dropout: float = 0.3
-    n_classes: int = 10
+    labels: tuple[str, ...] = GENRES
     level_norm: bool = True
     pretrained: str = PRETRAINED_CHECKPOINTS[0]
 
@@ -242,7 +217,31 @@ class ModelConfig:
             f"rnn_hidden and rnn_layers must be > 0, got {self.rnn_hidden}, {self.rnn_layers}",
         )
         _check(0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}")
-        _check(self.n_classes >= 2, f"n_classes must be >= 2, got {self.n_classes}")
+        _check(
+            len(self.labels) >= 2 and len(set(self.labels)) == len(self.labels),
+            f"labels must name at least 2 distinct classes, got {self.labels}",
+        )
+        _check(
+            all(isinstance(g, str) and g for g in self.labels), f"labels must be non-empty strings, got {self.labels}"
+        )
+        honoured = zoo_entry(self.architecture).honours
+        for name, default in _shaping_defaults().items():
+            value = getattr(self, name)
+            _check(
+                name in honoured or value == default,
+                f"{self.architecture} ignores {name}={value!r}: it shapes only {', '.join(honouring(name))}; "
+                f"leave it at {default!r}",
+            )
+
+    @property
+    def n_classes(self) -> int:
+        """Number of classes: the model's output size."""
+        return len(self.labels)
+
+
+def _shaping_defaults() -> dict[str, Any]:
+    """Default of each :data:`crnn.catalog.SHAPING_FIELDS` field of :class:`ModelConfig`."""
+    return {f.name: f.default for f in dataclasses.fields(ModelConfig) if f.name in SHAPING_FIELDS}
 
 
 @dataclass(frozen=True)
@@ -326,37 +325,19 @@ class SplitConfig:
         )
 
 
-def check_shape_contract(features: FeatureConfig, model: ModelConfig) -> None:
-    """Check that the CRNN's pooling fits the log-mel input.
-
-    Raises:
-        ValueError: ``n_mels`` is not divisible by the product of ``freq_pool``, or the
-            shortest scored input (``min_segment_s``) has fewer frames than the product of ``time_pool``.
-    """
-    freq_div, time_div = math.prod(model.freq_pool), math.prod(model.time_pool)
-    _check(
-        features.n_mels % freq_div == 0,
-        f"n_mels={features.n_mels} is not divisible by the product of freq_pool {model.freq_pool} = {freq_div}",
-    )
-    _check(
-        features.min_frames >= time_div,
-        f"min_segment_s={features.min_segment_s} s gives {features.min_frames} frames, "
-        f"fewer than the product of time_pool {model.time_pool} = {time_div}",
-    )
-
-
 @dataclass(frozen=True)
 class PipelineConfig:
     """The whole frozen configuration of one training run; checks the model/feature shape contract."""
 
-    features: FeatureConfig = field(default_factory=lambda: FeatureConfig(**ARCHITECTURE_FEATURES[ARCHITECTURES[0]]))
+    features: FeatureConfig = field(default_factory=lambda: FeatureConfig(**zoo_entry(ARCHITECTURES[0]).features))
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
 
     def __post_init__(self) -> None:
-        if self.model.architecture == CLASSIC_ARCHITECTURE:  # the other architectures check theirs when built
-            check_shape_contract(self.features, self.model)
+        check = zoo_entry(self.model.architecture).shape_check  # None: the class checks its inputs when built
+        if check is not None:
+            check(self.features, self.model)
 
     @classmethod
     def from_options(cls, **options: Any) -> PipelineConfig:
@@ -364,7 +345,7 @@ class PipelineConfig:
 
         Each option is routed to the section that has a field of that name; ``seed`` seeds both
         training and the split, and ``split`` names :attr:`SplitConfig.method`. Feature options
-        start from the architecture's preprocessing (:data:`ARCHITECTURE_FEATURES`); an option
+        start from the architecture's seed preprocessing (its zoo entry's ``features``); an option
         given as ``None`` keeps that default.
 
         Raises:
@@ -372,7 +353,7 @@ class PipelineConfig:
         """
         options = {k: v for k, v in options.items() if v is not None}
         architecture = options.get("architecture", ModelConfig.architecture)
-        features = dict(ARCHITECTURE_FEATURES.get(architecture, {}))
+        features = dict(zoo_entry(architecture).features) if architecture in ARCHITECTURES else {}
         sections: dict[str, dict[str, Any]] = {"features": features, "model": {}, "train": {}, "split": {}}
         if "split" in options:
             sections["split"]["method"] = options.pop("split")
@@ -386,6 +367,14 @@ class PipelineConfig:
             sections[owners[0]][name] = value
         return cls(**{s: types[s](**kw) for s, kw in sections.items()})
 
+    def with_labels(self, labels: Sequence[str]) -> PipelineConfig:
+        """This config for a model predicting ``labels`` (in output order), e.g. those of the training data.
+
+        Raises:
+            ValueError: fewer than 2 labels, or a repeated or empty one.
+        """
+        return dataclasses.replace(self, model=dataclasses.replace(self.model, labels=tuple(labels)))
+
     def to_dict(self) -> dict[str, Any]:
         """Nested plain-dict form (JSON-serialisable)."""
         return dataclasses.asdict(self)
@@ -395,6 +384,12 @@ class PipelineConfig:
         """Inverse of :meth:`to_dict`; tuples are restored from JSON lists."""
         model = {k: tuple(v) if isinstance(v, list) else v for k, v in data.get("model", {}).items()}
         model.setdefault("architecture", CLASSIC_ARCHITECTURE)  # checkpoints from before the model zoo
+        entry = zoo_entry(model["architecture"]) if model["architecture"] in ARCHITECTURES else None
+        for name in set(SHAPING_FIELDS) - (entry.honours if entry else set(SHAPING_FIELDS)):
+            model.pop(name, None)  # older checkpoints kept values their architecture ignored
+        n_classes = model.pop("n_classes", None)  # checkpoints from before labels: GTZAN's ten
+        if n_classes is not None and n_classes != len(model.get("labels", GENRES)):
+            raise ValueError(f"n_classes={n_classes} does not match labels {model.get('labels', GENRES)}")
         return cls(
             features=FeatureConfig(**data.get("features", {})),
             model=ModelConfig(**model),
@@ -416,14 +411,17 @@ def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def protocol_config(model: str, **options: Any) -> PipelineConfig:
-    """The config that evaluates ``model`` (a zoo architecture or :data:`BASELINE`) under the protocol.
+    """The config that evaluates ``model`` (any zoo entry, :data:`PROTOCOL_MODELS`) under the protocol.
 
-    The baseline has no network; it gets ``crnn-attention``'s preprocessing (:data:`CLASSIC_ARCHITECTURE`),
-    so it sees the same log-mels and segment crops as that CRNN.
+    A classical model has no network config: its features are its entry's preprocessing (the
+    baseline's are ``crnn-attention``'s, so it sees the same log-mels and segment crops as that
+    CRNN), and its ``model`` section stays :data:`CLASSIC_ARCHITECTURE`'s defaults, unused.
 
     Raises:
         ValueError: an unknown model name or option, or an invalid value.
     """
-    if model != BASELINE and model not in ARCHITECTURES:
-        raise ValueError(f"model must be one of {', '.join((*ARCHITECTURES, BASELINE))}, got {model!r}")
-    return PipelineConfig.from_options(architecture=CLASSIC_ARCHITECTURE if model == BASELINE else model, **options)
+    entry = zoo_entry(model)
+    if entry.is_network:
+        return PipelineConfig.from_options(architecture=model, **options)
+    given = {k: v for k, v in options.items() if v is not None}
+    return PipelineConfig.from_options(architecture=CLASSIC_ARCHITECTURE, **{**entry.features, **given})

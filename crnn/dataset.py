@@ -1,7 +1,8 @@
 """Track manifest: find GTZAN files under a folder, check each one decodes, record the result.
 
 GTZAN files are named ``<genre>.<5 digits>.(au|wav)``; the genre comes from the file name, never
-from the folder. The layouts of the original archive (``genres/<genre>/``) and of the Kaggle copy
+from the folder. A collection with other labels than GTZAN's ten names them in a ``labels.txt`` at
+its root (:data:`LABELS_FILE`, one lowercase label per line); its files are ``<label>.<5 digits>.(au|wav)``. The layouts of the original archive (``genres/<genre>/``) and of the Kaggle copy
 (``genres_original/<genre>/``, ``Data/genres_original/<genre>/``) are all found by a recursive
 search. Files that cannot be used (macOS ``._*`` resource forks, files that do not decode or are
 truncated, second copies of a track id) are returned as :class:`Exclusion` records with a reason.
@@ -13,7 +14,7 @@ import csv
 import os
 import re
 import struct
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -27,11 +28,41 @@ APPLEDOUBLE_REASON = "macOS resource fork (._ file)"
 
 MIN_DURATION_S = 1.0
 """Tracks shorter than this (in seconds) are excluded: too short for one model segment."""
+LABELS_FILE = "labels.txt"
+"""At a collection's root: the labels its file names use, one per line, instead of :data:`crnn.GENRES`."""
 MANIFEST_COLUMNS = ("track_id", "genre", "path", "duration_s", "sample_rate", "sha256")
 EXCLUSION_COLUMNS = ("path", "reason")
 
-_FILE_RE = re.compile(r"^(?P<genre>[a-z]+)\.(?P<number>\d{5})\.(?:au|wav)$", re.IGNORECASE)
-_TRACK_ID_RE = re.compile(r"^(?P<genre>[a-z]+)\.(?P<number>\d{5})$")
+_LABEL = r"[a-z][a-z0-9_-]*"
+_FILE_RE = re.compile(rf"^(?P<genre>{_LABEL})\.(?P<number>\d{{5}})\.(?:au|wav)$", re.IGNORECASE)
+_TRACK_ID_RE = re.compile(rf"^(?P<genre>{_LABEL})\.(?P<number>\d{{5}})$")
+
+
+def label_list(genres: Iterable[str]) -> tuple[str, ...]:
+    """The label list (class order) of a model trained on tracks of ``genres``.
+
+    Returns:
+        :data:`crnn.GENRES` when every genre is one of GTZAN's (so GTZAN models keep their ten
+        classes and their order), else the distinct genres sorted.
+    """
+    present = set(genres)
+    return GENRES if present <= set(GENRES) else tuple(sorted(present))
+
+
+def read_labels_file(root: Path) -> tuple[str, ...] | None:
+    """The labels declared in ``root``/:data:`LABELS_FILE`, or ``None`` when there is none.
+
+    Raises:
+        ValueError: a line is not a lowercase label (letters, then letters, digits, ``_`` or ``-``).
+    """
+    path = Path(root) / LABELS_FILE
+    if not path.is_file():
+        return None
+    labels = tuple(line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+    bad = [g for g in labels if not re.fullmatch(_LABEL, g)]
+    if bad or not labels:
+        raise ValueError(f"{path}: labels must be lowercase words, one per line, got {bad or 'none'}")
+    return labels
 
 
 @dataclass(frozen=True)
@@ -40,7 +71,7 @@ class Track:
 
     Attributes:
         track_id: ``"<genre>.<5 digits>"``, e.g. ``"blues.00000"``.
-        genre: one of :data:`crnn.GENRES` (taken from the file name).
+        genre: one of :data:`crnn.GENRES`, or of the collection's :data:`LABELS_FILE` (taken from the file name).
         path: absolute path of the file.
         duration_s: decoded length (in seconds).
         sample_rate: native rate (in Hz).
@@ -63,22 +94,26 @@ class Exclusion:
     reason: str
 
 
-def parse_track_id(track_id: str) -> tuple[str, int]:
+def parse_track_id(track_id: str, labels: Collection[str] | None = GENRES) -> tuple[str, int]:
     """Split ``"blues.00012"`` into ``("blues", 12)``.
 
+    Args:
+        track_id: ``<genre>.<5 digits>``.
+        labels: the genres accepted; ``None`` accepts any lowercase label.
+
     Raises:
-        ValueError: ``track_id`` is not ``<genre>.<5 digits>`` with a genre in :data:`crnn.GENRES`.
+        ValueError: ``track_id`` is not ``<genre>.<5 digits>`` with a genre in ``labels``.
     """
     match = _TRACK_ID_RE.match(track_id)
-    if match is None or match["genre"] not in GENRES:
-        raise ValueError(f"track id {track_id!r} is not '<genre>.<5 digits>' with a genre in {GENRES}")
+    if match is None or (labels is not None and match["genre"] not in labels):
+        raise ValueError(f"track id {track_id!r} is not '<genre>.<5 digits>' with a genre in {labels or 'any'}")
     return match["genre"], int(match["number"])
 
 
-def _track_id_of(name: str) -> str | None:
+def _track_id_of(name: str, labels: Collection[str] = GENRES) -> str | None:
     """Track id of a GTZAN file name (``"blues.00000.wav"`` -> ``"blues.00000"``), else ``None``."""
     match = _FILE_RE.match(name)
-    if match is None or match["genre"] not in GENRES:
+    if match is None or match["genre"] not in labels:
         return None
     return f"{match['genre']}.{match['number']}"
 
@@ -106,17 +141,20 @@ def discover_tracks(root: Path) -> list[Path]:
 
     Returns:
         Files named ``<genre>.<5 digits>.(au|wav)`` (extension in any case) with a genre in
-        :data:`crnn.GENRES`, sorted by track id then path; ``._*`` files are skipped.
+        :data:`crnn.GENRES` (or in ``root``'s :data:`LABELS_FILE`), sorted by track id then path;
+        ``._*`` files are skipped.
 
     Raises:
         FileNotFoundError: ``root`` is not an existing folder.
+        ValueError: a malformed :data:`LABELS_FILE`.
     """
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: dataset root is not an existing folder")
+    labels = read_labels_file(root) or GENRES
     found = []
     for path in _walk_files(root):
-        track_id = None if path.name.startswith("._") else _track_id_of(path.name)
+        track_id = None if path.name.startswith("._") else _track_id_of(path.name, labels)
         if track_id is not None:
             found.append((track_id, str(path), path))
     return [path for _, _, path in sorted(found)]
@@ -176,7 +214,7 @@ def inspect_track(path: Path, track_id: str) -> Track:
     duration_s = samples.shape[0] / info.sample_rate
     if duration_s < MIN_DURATION_S:
         raise AudioDecodeError(path, f"too short: {duration_s:.3f} s of audio, under {MIN_DURATION_S} s")
-    genre, _ = parse_track_id(track_id)
+    genre, _ = parse_track_id(track_id, labels=None)  # the caller matched its label set
     return Track(
         track_id=track_id,
         genre=genre,
@@ -214,8 +252,9 @@ def build_manifest(
     candidates = discover_tracks(root)
     exclusions = _appledouble_exclusions(root)
     kept: dict[str, Track] = {}
+    labels = read_labels_file(root) or GENRES
     for done, path in enumerate(candidates, start=1):
-        track_id = _track_id_of(path.name)
+        track_id = _track_id_of(path.name, labels)
         if track_id in kept:
             reason = f"duplicate track id {track_id} (kept {kept[track_id].path})"
             exclusions.append(Exclusion(os.path.abspath(path), reason))
@@ -277,7 +316,7 @@ def read_manifest(manifest_csv: Path) -> list[Track]:
     seen: set[str] = set()
     for line, row in enumerate(read_csv_rows(manifest_csv, MANIFEST_COLUMNS), start=2):
         try:
-            genre, _ = parse_track_id(row["track_id"])
+            genre, _ = parse_track_id(row["track_id"], labels=None)  # build_manifest checked the label set
             if genre != row["genre"]:
                 raise ValueError(f"genre {row['genre']!r} disagrees with track id {row['track_id']!r}")
             if row["track_id"] in seen:

@@ -7,19 +7,43 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from crnn import GENRES
 from crnn.audio import load_audio, to_mono_resampled
 from crnn.config import PipelineConfig
 from crnn.evaluate import predict_segments
 from crnn.models import GenreNet
 from crnn.zoo import build_model
 
-__all__ = ["build_model", "checkpoint_state", "load_checkpoint", "predict_file", "predict_waveform"]
+__all__ = [
+    "build_model",
+    "checkpoint_labels",
+    "checkpoint_state",
+    "load_checkpoint",
+    "predict_file",
+    "predict_waveform",
+]
 
 
 def checkpoint_state(model: GenreNet, cfg: PipelineConfig) -> dict:
-    """The self-describing checkpoint: weights, the full config and the class names."""
-    return {"state_dict": model.state_dict(), "config": cfg.to_dict(), "genres": list(GENRES)}
+    """The self-describing checkpoint: weights, the full config (labels included) and the class names."""
+    return {"state_dict": model.state_dict(), "config": cfg.to_dict(), "genres": list(cfg.model.labels)}
+
+
+def _config(state: dict) -> PipelineConfig:
+    """The config of a loaded checkpoint; one saved before ``model.labels`` takes its ``genres`` (else GTZAN's)."""
+    data = dict(state["config"])
+    if "genres" in state and "labels" not in data.get("model", {}):
+        data["model"] = {**data.get("model", {}), "labels": list(state["genres"])}
+    return PipelineConfig.from_dict(data)
+
+
+def checkpoint_labels(path: str | Path) -> tuple[str, ...]:
+    """The class names a checkpoint predicts, in output order (GTZAN's ten for checkpoints that predate labels).
+
+    Raises:
+        FileNotFoundError: no such file. KeyError: not a genre-crnn checkpoint.
+    """
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return _config(state).model.labels
 
 
 def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tuple[GenreNet, PipelineConfig]:
@@ -27,13 +51,13 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tup
 
     The class comes from the config's ``model.architecture`` (checkpoints written before the
     model zoo have none and are ``crnn-attention``; those written before calibration get
-    temperature 1). Pretrained weights are part of the state dict: nothing is converted here.
+    temperature 1), the class names from ``model.labels`` (:func:`checkpoint_labels`). Pretrained weights are part of the state dict: nothing is converted here.
 
     Raises:
         FileNotFoundError: no such file. KeyError: not a genre-crnn checkpoint.
     """
     state = torch.load(path, map_location=device, weights_only=True)
-    cfg = PipelineConfig.from_dict(state["config"])
+    cfg = _config(state)
     model = build_model(cfg)
     weights = state["state_dict"]
     weights.setdefault("temperature", torch.ones(()))  # checkpoints from before calibration

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +11,6 @@ from typing import TypeVar
 
 import numpy as np
 
-from crnn import GENRES
 from crnn.audio import load_audio
 from crnn.config import UNCERTAIN_BELOW, FeatureConfig
 from crnn.features import scored_segment_starts
@@ -78,7 +77,8 @@ class TrackPrediction:
         probability: its probability, in [0, 1].
         top_k: the ``k`` most probable genres, best first, as ``(genre, probability)``.
         uncertain: ``probability`` is below the confidence threshold.
-        probs: probability per genre of :data:`crnn.GENRES`, shape (n_classes,).
+        probs: probability per class, shape (n_classes,), in the order of ``labels``.
+        labels: the model's class names.
         duration_s: seconds of audio scored (in seconds).
         truncated: the file is longer than the maximum duration and only its start was scored.
         n_segments: segments the track was cut into.
@@ -90,6 +90,7 @@ class TrackPrediction:
     top_k: tuple[tuple[str, float], ...]
     uncertain: bool
     probs: np.ndarray
+    labels: tuple[str, ...]
     duration_s: float
     truncated: bool
     n_segments: int
@@ -117,6 +118,7 @@ def summarize(
     n_samples: int,
     cfg: FeatureConfig,
     *,
+    labels: Sequence[str],
     top_k: int = 3,
     uncertain_below: float = UNCERTAIN_BELOW,
     timeline: bool = False,
@@ -129,14 +131,17 @@ def summarize(
         segment_probs: shape (n_segments, n_classes).
         n_samples: length of the scored audio in samples at ``cfg.sample_rate`` Hz.
         cfg: the model's feature config (segment times).
+        labels: the model's class names, one per probability (``model.model_cfg.labels``).
         top_k: how many genres to list (at most n_classes).
         uncertain_below: a top probability below this (in [0, 1]) flags the track ``uncertain``.
         timeline: include the per-segment predictions.
         truncated: the audio was cut at the maximum duration.
 
     Raises:
-        ValueError: ``top_k`` < 1, or ``uncertain_below`` outside [0, 1].
+        ValueError: ``top_k`` < 1, ``uncertain_below`` outside [0, 1], or not one label per class.
     """
+    if len(labels) != track_probs.shape[-1]:
+        raise ValueError(f"{len(labels)} labels for {track_probs.shape[-1]} class probabilities")
     if top_k < 1:
         raise ValueError(f"top_k must be >= 1, got {top_k}")
     if not 0.0 <= uncertain_below <= 1.0:
@@ -147,15 +152,16 @@ def summarize(
     if timeline:
         bounds = segment_bounds_s(n_samples, cfg)
         segments = tuple(
-            SegmentPrediction(round(a, 3), round(b, 3), GENRES[int(p.argmax())], round(float(p.max()), 4))
+            SegmentPrediction(round(a, 3), round(b, 3), labels[int(p.argmax())], round(float(p.max()), 4))
             for (a, b), p in zip(bounds, segment_probs)
         )
     return TrackPrediction(
-        genre=GENRES[best],
+        genre=labels[best],
         probability=float(track_probs[best]),
-        top_k=tuple((GENRES[int(i)], float(track_probs[i])) for i in order),
+        top_k=tuple((labels[int(i)], float(track_probs[i])) for i in order),
         uncertain=bool(track_probs[best] < uncertain_below),
         probs=track_probs,
+        labels=tuple(labels),
         duration_s=n_samples / cfg.sample_rate,
         truncated=truncated,
         n_segments=len(segment_probs),
@@ -214,7 +220,8 @@ def score_waveform(
         raise SilentError(f"silent: level {level:.1f} dBFS with the DC offset removed, under {silence_dbfs:g} dBFS")
     if not np.isfinite(track).all():
         raise NonFiniteError("model output is not finite (NaN or inf) for this audio")
-    return summarize(track, segments, waveform.size, cfg, truncated=truncated, **options)
+    labels = model.model_cfg.labels
+    return summarize(track, segments, waveform.size, cfg, labels=labels, truncated=truncated, **options)
 
 
 def prefetch(fn: Callable[[T], R], items: Iterable[T], depth: int = 2) -> Iterator[tuple[T, R | Exception]]:

@@ -73,7 +73,7 @@ def index_split(track_ids: Sequence[str]) -> dict[str, str]:
     """
     mapping = {}
     for track_id in track_ids:
-        _, number = parse_track_id(track_id)
+        _, number = parse_track_id(track_id, labels=None)
         if number > 99:
             raise ValueError(f"index split needs track numbers 00000-00099, got {track_id!r}")
         mapping[track_id] = "train" if number < 70 else "val" if number < 90 else "test"

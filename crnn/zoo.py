@@ -3,8 +3,8 @@
 Every model is a :class:`crnn.models.GenreNet`: it takes waveforms, carries its log-mel front
 end, removes each input's mean level, standardises each mel band (batch norm) and returns
 logits for single-label cross-entropy. :func:`build_model` picks the class by
-``ModelConfig.architecture``; :data:`crnn.config.ARCHITECTURE_FEATURES` holds each one's
-preprocessing.
+``ModelConfig.architecture`` from its entry in :data:`crnn.catalog.ZOO`, which also holds each
+one's preprocessing and the config fields it honours.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ import torch
 from torch import Tensor, nn
 
 from crnn import musicnn
+from crnn.catalog import zoo_entry
 from crnn.config import FeatureConfig, ModelConfig, PipelineConfig
-from crnn.models import CRNN, GenreNet, add_recurrent_head, recurrent_head_logits
+from crnn.models import GenreNet, add_recurrent_head, recurrent_head_logits
 
 
 def _require(cond: bool, msg: str) -> None:
@@ -319,26 +320,15 @@ class MusicnnLinear(MusicnnNet):
         return self.classifier(self.dropout(embedding.float()))
 
 
-MODELS: dict[str, type[GenreNet]] = {
-    "crnn-attention": CRNN,
-    "musicnn-crnn": MusicnnCRNN,
-    "musicnn-linear": MusicnnLinear,
-    "choi-crnn": ChoiCRNN,
-    "cnn-lstm": CNNLSTM,
-    "parallel-cnn-bilstm": ParallelCNNBiLSTM,
-}
-"""Architecture name -> class; the keys are :data:`crnn.config.ARCHITECTURES`."""
-
-
 def pretrained_checkpoint(cfg: PipelineConfig) -> str | None:
     """The pretrained weights ``cfg``'s architecture starts from (``cfg.model.pretrained``), or None for none."""
-    return cfg.model.pretrained if issubclass(MODELS[cfg.model.architecture], MusicnnNet) else None
+    return cfg.model.pretrained if zoo_entry(cfg.model.architecture).starts_pretrained else None
 
 
 def build_model(cfg: PipelineConfig) -> GenreNet:
-    """A freshly initialised model of ``cfg.model.architecture`` for ``cfg.features``.
+    """A freshly initialised model of ``cfg.model.architecture`` (the class its zoo entry names) for ``cfg.features``.
 
     Raises:
         ValueError: the features do not fit the architecture (see each class).
     """
-    return MODELS[cfg.model.architecture](cfg.features, cfg.model)
+    return zoo_entry(cfg.model.architecture).load()(cfg.features, cfg.model)

@@ -6,7 +6,14 @@ from pathlib import Path
 
 from prefect import flow, unmapped
 
-from crnn.config import ARCHITECTURES, BASELINE, ModelConfig, PipelineConfig, SplitConfig, TrainConfig, protocol_config
+from crnn.config import (
+    ModelConfig,
+    PipelineConfig,
+    SplitConfig,
+    TrainConfig,
+    protocol_config,
+    zoo_entry,
+)
 from flows.runners import task_runner
 from infra.tracking import DEFAULT_EXPERIMENT
 from tasks.download import download_dataset
@@ -25,8 +32,6 @@ from tasks.tracking import end_mlflow_run
 from tasks.train import train_crnn
 
 _M, _T, _S = ModelConfig(), TrainConfig(), SplitConfig()
-PROTOCOL_MODELS = (*ARCHITECTURES, BASELINE)
-"""What protocol-flow evaluates: every zoo architecture and the classical baseline."""
 TRAIN_SOURCE = "../shared/data/gtzan_mini"
 """The training collection on these machines: GTZAN tracks 00000-00012 of every genre (few artists)."""
 CROSS_ARTIST_SOURCE = "../shared/data/gtzan_excerpts"
@@ -49,15 +54,18 @@ def protocol_evaluation(
     run_dir = str(Path(work_dir) / "runs" / run_id)
     device = context["device"]
     try:
-        if model == BASELINE:
-            trained = train_baseline(table, cache_root, cfg.features, cfg.train.seed, run_id, run_dir)
-            test = evaluate_baseline(table, cache_root, trained["checkpoint"], run_id, run_dir)
+        if not zoo_entry(model).is_network:
+            labels = cfg.model.labels
+            trained = train_baseline(table, cache_root, cfg.features, cfg.train.seed, run_id, run_dir, labels)
+            test = evaluate_baseline(table, cache_root, trained["checkpoint"], run_id, run_dir, labels)
         else:
             trained = train_crnn(table, cache_root, cfg, run_id, run_dir, device, context["weights"])
             test = evaluate_test(table, cache_root, trained["checkpoint"], run_id, run_dir, device)
         speed = None
         if name == "cross-artist":
-            speed = measure_scoring_speed(trained["checkpoint"], model, context["manifest"], run_id, device)
+            speed = measure_scoring_speed(
+                trained["checkpoint"], model, context["manifest"], run_id, device, cfg.model.n_classes
+            )
     except BaseException:
         end_mlflow_run(run_id, "FAILED")
         raise
@@ -104,6 +112,7 @@ def protocol_flow(
     work = Path(work_dir)
     dataset, cross = download_dataset(source, str(work)), download_dataset(cross_artist, str(work))
     plan = plan_protocol(dataset["manifest"], cross["manifest"], folds, val_fraction, seed, str(work / "protocol"))
+    cfg = cfg.with_labels(plan["labels"])  # the classes come from the data
     cache_root = str(work / "features")
     planned = plan_log_mels(plan["all"], cfg.features, cache_root)
     chunks = compute_log_mels.map(
@@ -115,7 +124,7 @@ def protocol_flow(
     info |= {"tracks": plan["tracks"], "cross_artist_clips": plan["cross_tracks"], "device": device}
     parent = start_protocol_run(cfg, model, info, experiment)
     context = {"info": info, "experiment": experiment, "device": device, "manifest": dataset["manifest"]}
-    context["weights"] = None if model == BASELINE else prepare_pretrained(cfg, str(work))
+    context["weights"] = prepare_pretrained(cfg, str(work)) if zoo_entry(model).is_network else None
     try:
         results = [
             protocol_evaluation(ev, cfg, model, parent, cache_root, str(work), context) for ev in plan["evaluations"]

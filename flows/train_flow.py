@@ -62,13 +62,14 @@ def train_flow(
     """Train, evaluate and register one zoo architecture; return the run id, test metrics and the registry decision.
 
     Feature parameters left at ``None`` take the architecture's seed preprocessing
-    (``crnn.config.ARCHITECTURE_FEATURES``).
+    (its entry in ``crnn.catalog.ZOO``).
     """
     options = {k: v for k, v in locals().items() if k not in RUN_OPTIONS}
     cfg = PipelineConfig.from_options(**options)  # every other parameter is a config field
     work = Path(work_dir)
     dataset = download_dataset(source, str(work), sha256)
     split_info = split_tracks(dataset["manifest"], cfg.split, str(Path(dataset["manifest"]).parent))
+    cfg = cfg.with_labels(split_info["labels"])  # the classes come from the data
     planned = plan_log_mels(split_info["table"], cfg.features, str(work / "features"))
     chunks = compute_log_mels.map(
         planned["chunks"],

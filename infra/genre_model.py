@@ -3,7 +3,8 @@
 The model takes a DataFrame whose rows are either audio file paths (column ``path``) or
 waveforms with their rate (columns ``waveform``: list of samples in [-1, 1], mono, and
 ``sample_rate`` in Hz). It returns one row per input: ``genre`` (top class) and
-``prob_<genre>`` for the 10 genres. Preprocessing (resampling, log-mel, segmentation) comes
+``prob_<genre>`` for each class the checkpoint names (``model.labels``; GTZAN's ten for checkpoints
+from before labels). Preprocessing (resampling, log-mel, segmentation) comes
 from the config inside the checkpoint artifact, so it cannot drift from training.
 """
 
@@ -25,13 +26,7 @@ class GenreModel(PythonModel):
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
         self.model, self.cfg = load_checkpoint(context.artifacts["checkpoint"], device)
-        self.genres = list(self._genres())
-
-    @staticmethod
-    def _genres() -> tuple[str, ...]:
-        from crnn import GENRES
-
-        return GENRES
+        self.genres = list(self.cfg.model.labels)
 
     def _probs(self, row: pd.Series) -> np.ndarray:
         from crnn.inference import predict_file, predict_waveform

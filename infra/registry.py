@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import mlflow
@@ -18,7 +20,8 @@ from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
 from mlflow.types.schema import Array, ColSpec, Schema
 
-from crnn import GENRES
+from crnn import GENRES, promotion
+from crnn.promotion import SELECTION_METRIC, Challenger, ChampionEvidence, Decision
 from infra.requirements import model_requirements
 from infra.tracking import SPLIT_ARTIFACT_DIR
 
@@ -26,12 +29,13 @@ log = logging.getLogger(__name__)
 
 MODEL_NAME = "genre-crnn"
 CHAMPION, CHALLENGER = "champion", "challenger"
-SELECTION_METRIC = "test/track_accuracy"
+LABELS_TAG = "labels"
+"""Version tag holding the JSON list of labels the version predicts, in output order."""
 _PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
-def signature() -> ModelSignature:
-    """Input: ``path`` or ``waveform`` + ``sample_rate`` (Hz); output: ``genre`` and ``prob_<genre>``."""
+def signature(labels: Sequence[str]) -> ModelSignature:
+    """Input: ``path`` or ``waveform`` + ``sample_rate`` (Hz); output: ``genre`` and ``prob_<label>`` per label."""
     inputs = Schema(
         [
             ColSpec("string", "path", required=False),
@@ -39,7 +43,7 @@ def signature() -> ModelSignature:
             ColSpec("long", "sample_rate", required=False),
         ]
     )
-    outputs = Schema([ColSpec("string", "genre")] + [ColSpec("double", f"prob_{g}") for g in GENRES])
+    outputs = Schema([ColSpec("string", "genre")] + [ColSpec("double", f"prob_{g}") for g in labels])
     return ModelSignature(inputs=inputs, outputs=outputs)
 
 
@@ -54,31 +58,19 @@ def pip_requirements() -> list[str]:
     return model_requirements()
 
 
-def log_model(run_id: str, checkpoint: str | Path) -> str:
-    """Log the pyfunc model (code: ``crnn/``; artifact: the checkpoint) to the run; return its URI."""
+def log_model(run_id: str, checkpoint: str | Path, labels: Sequence[str]) -> str:
+    """Log the pyfunc model (code: ``crnn/``; artifact: the checkpoint predicting ``labels``) to the run; return its URI."""
     with mlflow.start_run(run_id=run_id):
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=str(_PROJECT_ROOT / "infra" / "genre_model.py"),
             artifacts={"checkpoint": str(checkpoint)},
             code_paths=[str(_PROJECT_ROOT / "crnn")],
-            signature=signature(),
+            signature=signature(labels),
             input_example=input_example(),
             pip_requirements=pip_requirements(),
         )
     return info.model_uri
-
-
-@dataclass(frozen=True)
-class Decision:
-    """Outcome of champion/challenger: the new version, whether it was promoted, and why."""
-
-    version: str
-    promoted: bool
-    challenger_score: float
-    champion_version: str | None
-    champion_score: float | None
-    reason: str
 
 
 def _champion(client: MlflowClient, name: str) -> ModelVersion | None:
@@ -119,37 +111,50 @@ def split_accuracy(model_uri: str, test: pd.DataFrame) -> float:
     return float((out["genre"].to_numpy() == test["genre"].to_numpy()).mean())
 
 
-def _compare(name: str, champion: ModelVersion, model_uri: str, score: float, test: pd.DataFrame, digest: str):
-    """(challenger score, champion score or None, how) on this test split; champion None = not comparable."""
-    if champion.tags.get("split_digest") == digest and SELECTION_METRIC in champion.tags:
-        return score, float(champion.tags[SELECTION_METRIC]), "recorded on the same test split"
-    seen = trained_on(champion.run_id)
-    if seen is None:
-        return score, None, f"champion v{champion.version} has no logged split table, so it cannot be compared"
-    overlap = len(seen & set(test["sha256"]))
-    if overlap:
-        return (
-            score,
-            None,
-            f"champion v{champion.version} trained or validated on {overlap} of the {len(test)} test tracks",
-        )
-    try:
-        champ = split_accuracy(f"models:/{name}/{champion.version}", test)
-        return split_accuracy(model_uri, test), champ, "both re-scored on this test split through the served model"
-    except Exception as exc:  # a champion that no longer loads or scores must not block registration
-        return score, None, f"champion v{champion.version} could not be re-scored ({type(exc).__name__}: {exc})"
+def _evidence(
+    name: str, champion: ModelVersion, challenger: Challenger, model_uri: str, test: pd.DataFrame
+) -> ChampionEvidence:
+    """Gather what :func:`crnn.promotion.decide` needs about ``champion``, fetching only what it asks for."""
+    evidence = ChampionEvidence(
+        version=str(champion.version),
+        labels=version_labels(champion),
+        split_digest=champion.tags.get("split_digest"),
+        recorded_score=float(champion.tags[SELECTION_METRIC]) if SELECTION_METRIC in champion.tags else None,
+    )
+    if promotion.needs_split_table(challenger, evidence):
+        seen = trained_on(champion.run_id)
+        evidence = replace(evidence, trained_on=None if seen is None else frozenset(seen))
+    if promotion.needs_rescore(challenger, evidence):
+        try:
+            champ = split_accuracy(f"models:/{name}/{champion.version}", test)
+            evidence = replace(evidence, rescored=(split_accuracy(model_uri, test), champ))
+        except Exception as exc:  # a champion that no longer loads or scores must not block registration
+            evidence = replace(evidence, rescore_error=f"{type(exc).__name__}: {exc}")
+    return evidence
+
+
+def version_labels(version: ModelVersion) -> tuple[str, ...]:
+    """The labels a registered version predicts (its ``labels`` tag); versions without it predict GTZAN's."""
+    tag = version.tags.get(LABELS_TAG)
+    return tuple(json.loads(tag)) if tag else GENRES
 
 
 def register_and_promote(
-    model_uri: str, run_id: str, score: float, test: pd.DataFrame, name: str = MODEL_NAME
+    model_uri: str,
+    run_id: str,
+    score: float,
+    test: pd.DataFrame,
+    name: str,
+    labels: Sequence[str],
 ) -> Decision:
     """Register ``model_uri`` (alias ``challenger``) and promote it to ``champion`` if it earns it.
 
     It is promoted when there is no champion, or when its test track accuracy beats the
     champion's on the same test tracks: the champion's recorded score when it was measured on
     this very split, else both models re-scored here, but only if the champion never trained or
-    validated on any of these tracks. A champion that cannot be compared is kept, and the
-    reason says why (move the alias by hand to override).
+    validated on any of these tracks. A champion that predicts other labels, or cannot be
+    compared, is kept, and the reason says why (move the alias by hand to override). The rule
+    itself is :func:`crnn.promotion.decide`; this function gathers its evidence and applies it.
 
     Args:
         model_uri: the logged model.
@@ -157,24 +162,24 @@ def register_and_promote(
         score: the challenger's ``test/track_accuracy``.
         test: the test split, columns ``track_id``, ``genre``, ``path``, ``sha256``.
         name: registered model name.
+        labels: the class names the model predicts, in output order (tagged on the version).
     """
     client = MlflowClient()
     digest = test_split_digest(test)
     version = str(mlflow.register_model(model_uri, name).version)
-    for k, v in {"run_id": run_id, SELECTION_METRIC: f"{score:.6f}", "split_digest": digest}.items():
+    tags = {
+        "run_id": run_id,
+        SELECTION_METRIC: f"{score:.6f}",
+        "split_digest": digest,
+        LABELS_TAG: json.dumps(list(labels)),
+    }
+    for k, v in tags.items():
         client.set_model_version_tag(name, version, k, v)
     client.set_registered_model_alias(name, CHALLENGER, version)
+    challenger = Challenger(version, score, digest, tuple(test["sha256"]), tuple(labels))
     champion = _champion(client, name)
-    if champion is None:
-        decision = Decision(version, True, score, None, None, "promoted to champion (there was none)")
-    else:
-        mine, theirs, how = _compare(name, champion, model_uri, score, test, digest)
-        if theirs is None:
-            decision = Decision(version, False, mine, str(champion.version), None, f"champion kept: {how}")
-        else:
-            verdict = "beats" if mine > theirs else "does not beat"
-            reason = f"{SELECTION_METRIC} {mine:.4f} {verdict} champion v{champion.version}'s {theirs:.4f} ({how})"
-            decision = Decision(version, mine > theirs, mine, str(champion.version), theirs, reason)
+    evidence = None if champion is None else _evidence(name, champion, challenger, model_uri, test)
+    decision = promotion.decide(challenger, evidence)
     if decision.promoted:
         client.set_registered_model_alias(name, CHAMPION, version)
     client.set_model_version_tag(name, version, "promotion_decision", decision.reason)

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from dataclasses import asdict, fields
 from pathlib import Path
 
-from crnn import GENRES
 from crnn.audio import file_sha256
 from crnn.models import GenreNet
 from crnn.scoring import NonFiniteError, SilentError, TooShortError, TrackPrediction, prefetch, score_waveform
@@ -74,7 +73,7 @@ def prediction_row(p: TrackPrediction) -> dict:
         "probability": round(p.probability, 4),
         "uncertain": p.uncertain,
         "top_k": [{"genre": g, "probability": round(q, 4)} for g, q in p.top_k],
-        "probs": {g: round(float(q), 4) for g, q in zip(GENRES, p.probs)},
+        "probs": {g: round(float(q), 4) for g, q in zip(p.labels, p.probs)},
         "timeline": None if p.timeline is None else [asdict(s) for s in p.timeline],
         "duration_s": round(p.duration_s, 3),
         "truncated": p.truncated,
@@ -188,7 +187,7 @@ def tag_files(
     for row in store.results(model_version=model_version, seen_run=run_id):
         if row["status"] != SCORED:
             continue
-        value = tags.GENRE_TAG_VALUES[row["genre"]]
+        value = tags.tag_value(row["genre"])
         if row["tag_status"] == f"written: {value}":
             continue
         try:
@@ -221,7 +220,7 @@ def export_run(
 
     Args:
         output_dir: the output folder (state store and tables).
-        model: ``uri`` and ``version`` of the model.
+        model: ``uri``, ``version`` and ``labels`` (the result columns, in order) of the model.
         planned: :func:`plan_run`'s result.
         counts: :func:`score_files`' counts per chunk, with ``started``/``finished`` (epoch s).
         formats: names of :data:`scoring.results.FORMATS` (``"csv,jsonl"`` or a list).
@@ -240,8 +239,9 @@ def export_run(
         run_rows = store.results(run_id=run_id)
         library_rows = store.results(model_version=model["version"], seen_run=run_id)
         store.finish_run(run_id, summary_counts | {"errors": total["errors"]})
-    paths = results.write_results(run_rows, out / "runs" / run_id / "results", formats=formats)
-    paths += results.write_results(library_rows, out / "library", formats=formats)
+    labels = model["labels"]
+    paths = results.write_results(run_rows, out / "runs" / run_id / "results", labels=labels, formats=formats)
+    paths += results.write_results(library_rows, out / "library", labels=labels, formats=formats)
     if any(r.get("timeline") for r in run_rows):
         paths.append(results.write_timeline(run_rows, out / "runs" / run_id / "timeline.csv"))
     summary = {

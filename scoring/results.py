@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from crnn import GENRES
 from infra.storage import atomic_path, s3_client
 from scoring.store import RESULT_COLUMNS
 
@@ -52,13 +51,13 @@ def parse_formats(formats: str | Sequence[str]) -> tuple[str, ...]:
 class ResultRows:
     """Rows of the state store (:meth:`scoring.store.LibraryStore.results`) and, built once, their flat table."""
 
-    def __init__(self, rows: Sequence[dict]) -> None:
-        self.rows = rows
+    def __init__(self, rows: Sequence[dict], labels: Sequence[str]) -> None:
+        self.rows, self.labels = rows, labels
 
     @functools.cached_property
     def table(self) -> pd.DataFrame:
-        """One row per file: :data:`RESULT_COLUMNS`, ``top_k`` as ``genre:prob`` words, ``prob_<genre>`` columns."""
-        table = pd.DataFrame([_flat(r) for r in self.rows], columns=list(_flat({}).keys()))
+        """One row per file: :data:`RESULT_COLUMNS`, ``top_k`` as ``genre:prob`` words, ``prob_<label>`` columns (the model's labels, in its order)."""
+        table = pd.DataFrame([_flat(r, self.labels) for r in self.rows], columns=list(_flat({}, self.labels).keys()))
         return table.astype({c: "Int64" for c in ("n_segments", "size", "mtime_ns")})  # integers, blank when failed
 
 
@@ -69,12 +68,12 @@ def _atomic(path: Path, write: Callable[[str], None]) -> Path:
     return path
 
 
-def _flat(row: dict) -> dict:
-    """A CSV row: ``top_k`` as ``genre:prob`` words, ``probs`` as ``prob_<genre>`` columns, no timeline."""
+def _flat(row: dict, labels: Sequence[str]) -> dict:
+    """A CSV row: ``top_k`` as ``genre:prob`` words, ``probs`` as ``prob_<label>`` columns, no timeline."""
     flat = {k: row.get(k) for k in RESULT_COLUMNS}
     flat["top_k"] = " ".join(f"{t['genre']}:{t['probability']:.4f}" for t in row.get("top_k") or [])
     probs = row.get("probs") or {}
-    flat |= {f"prob_{g}": probs.get(g) for g in GENRES}
+    flat |= {f"prob_{g}": probs.get(g) for g in labels}
     return flat
 
 
@@ -96,8 +95,12 @@ def _parquet(rows: ResultRows, path: Path) -> None:
     rows.table.to_parquet(path, index=False)
 
 
-def write_results(rows: Sequence[dict], stem: Path, *, formats: str | Sequence[str] = DEFAULT_FORMATS) -> list[Path]:
+def write_results(
+    rows: Sequence[dict], stem: Path, *, labels: Sequence[str], formats: str | Sequence[str] = DEFAULT_FORMATS
+) -> list[Path]:
     """Write ``rows`` to ``<stem>.<format>`` for each of ``formats`` (see :data:`FORMATS`), each atomically.
+
+    Flat formats get a ``prob_<label>`` column for each of the model's ``labels``, in its order.
 
     Raises:
         ValueError: an unknown format (nothing is written).
@@ -105,7 +108,7 @@ def write_results(rows: Sequence[dict], stem: Path, *, formats: str | Sequence[s
     Returns:
         The paths written, in the order of ``formats``.
     """
-    names, table = parse_formats(formats), ResultRows(rows)
+    names, table = parse_formats(formats), ResultRows(rows, labels)
     return [_atomic(stem.with_name(f"{stem.name}.{n}"), lambda tmp, n=n: FORMATS[n](table, Path(tmp))) for n in names]
 
 

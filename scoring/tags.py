@@ -44,6 +44,19 @@ GENRE_TAG_VALUES = {
 """How each genre is spelled in tags (the ID3v1 genre names)."""
 
 
+def tag_value(genre: str) -> str:
+    """How ``genre`` is spelled in tags: its ID3v1 name, or the label itself for a model's other labels.
+
+    Raises:
+        KeyError: ``genre`` is not a label (lowercase letters, digits, ``_`` or ``-``), e.g. a tag spelling.
+    """
+    if genre in GENRE_TAG_VALUES:
+        return GENRE_TAG_VALUES[genre]
+    if not re.fullmatch(r"[a-z][a-z0-9_-]*", genre):
+        raise KeyError(genre)
+    return genre
+
+
 class TagError(Exception):
     """The file cannot or may not carry a genre tag (format without tags, unreadable tags, unsafe to rewrite)."""
 
@@ -76,16 +89,16 @@ def write_genre(path: str | Path, genre: str, *, roots: Sequence[str | Path] | N
 
     Args:
         path: the file to tag.
-        genre: one of the 10 genre names.
+        genre: a label of the model (GTZAN's are written with their ID3v1 names).
         roots: library folders; a file whose real path (symlinks resolved) is outside all of them is
             refused. ``None``: no such check.
 
     Raises:
+        KeyError: ``genre`` is not a label (see :func:`tag_value`).
         TagError: the format cannot carry tags (e.g. AU), its tags cannot be read, or rewriting it is
             unsafe (outside ``roots``, hardlinked, a WAV whose header does not match its size).
-        KeyError: ``genre`` is not one of the 10 genres.
     """
-    value = GENRE_TAG_VALUES[genre]
+    value = tag_value(genre)
     path = Path(path).resolve()  # a symlink: tag its target, and keep the link
     check_writable(path, roots)
     _open(path)  # fail before copying anything

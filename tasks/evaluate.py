@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from prefect import task
 
-from crnn import GENRES
 from crnn.calibration import expected_calibration_error, reliability, selective_accuracy
 from crnn.config import UNCERTAIN_BELOW
 from crnn.evaluate import TrackEvaluation, evaluate_tracks
@@ -20,11 +20,11 @@ from tasks import plots, task_logger
 from tasks.features import load_split_features
 
 
-def per_genre_table(report) -> pd.DataFrame:
-    """Per-genre precision, recall, F1 and support as a table."""
+def per_genre_table(report, names: Sequence[str]) -> pd.DataFrame:
+    """Per-genre precision, recall, F1 and support as a table (``names``: the class names, in label order)."""
     return pd.DataFrame(
         {
-            "genre": GENRES,
+            "genre": list(names),
             "precision": report.precision,
             "recall": report.recall,
             "f1": report.f1,
@@ -50,12 +50,18 @@ def evaluate_test(
     """Score the test split only; log ``test/*`` metrics, the confusion matrix PNG and reports; return the metrics."""
     tracking.configure_tracking()
     model, cfg = load_checkpoint(checkpoint, resolve_device(device))
-    mels, labels, ids = load_split_features(split_table, cache_root, cfg.features, "test")
-    return log_evaluation(evaluate_tracks(model, mels, labels, cfg.features), ids, labels, run_id, out_dir)
+    names = cfg.model.labels  # the classes the checkpoint predicts
+    mels, labels, ids = load_split_features(split_table, cache_root, cfg.features, "test", names)
+    return log_evaluation(evaluate_tracks(model, mels, labels, cfg.features), ids, labels, run_id, out_dir, names)
 
 
-def log_evaluation(result: TrackEvaluation, ids: list[str], labels: list[int], run_id: str, out_dir: str) -> dict:
-    """Log ``test/*`` metrics (accuracy, macro-F1, calibration, per-genre precision/recall), confusion matrix, reliability diagram, reports."""
+def log_evaluation(
+    result: TrackEvaluation, ids: list[str], labels: list[int], run_id: str, out_dir: str, names: Sequence[str]
+) -> dict:
+    """Log ``test/*`` metrics (accuracy, macro-F1, calibration, per-genre precision/recall), confusion matrix, reliability diagram, reports.
+
+    ``labels`` are class indices into ``names``.
+    """
     if len(result.scored) < len(ids):
         task_logger().warning("skipped %d test tracks shorter than min_segment_s", len(ids) - len(result.scored))
     track, segment = result.track, result.segment
@@ -68,14 +74,14 @@ def log_evaluation(result: TrackEvaluation, ids: list[str], labels: list[int], r
         "test/segment_macro_f1": segment.macro_f1,
     }
     metrics |= calibration_metrics(result.probs, np.asarray(labels))
-    metrics |= {f"test/precision/{g}": float(p) for g, p in zip(GENRES, track.precision)}
-    metrics |= {f"test/recall/{g}": float(r) for g, r in zip(GENRES, track.recall)}
+    metrics |= {f"test/precision/{g}": float(p) for g, p in zip(names, track.precision)}
+    metrics |= {f"test/recall/{g}": float(r) for g, r in zip(names, track.recall)}
     tracking.log_metrics(run_id, metrics)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     png = plots.confusion_matrix_png(
         track.confusion,
-        GENRES,
+        list(names),
         out / "confusion_matrix.png",
         f"test tracks (n={len(labels)}), accuracy {track.accuracy:.1%}",
     )
@@ -84,12 +90,12 @@ def log_evaluation(result: TrackEvaluation, ids: list[str], labels: list[int], r
         out / "reliability_diagram.png",
         f"test tracks (n={len(labels)}), ECE {metrics['test/ece']:.3f}",
     )
-    per_genre_table(track).to_csv(out / "per_genre_report.csv", index=False)
+    per_genre_table(track, names).to_csv(out / "per_genre_report.csv", index=False)
     preds = pd.DataFrame(
         {
             "track_id": ids,
-            "true": [GENRES[y] for y in labels],
-            "predicted": [GENRES[p] for p in track_pred],
+            "true": [names[y] for y in labels],
+            "predicted": [names[p] for p in track_pred],
             "probability": result.probs.max(axis=1).round(4),
         }
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 import pandas as pd
 from prefect import task
@@ -61,12 +62,10 @@ def summarize_log_mels(planned: dict, chunks: list[dict], backend: str = "auto",
 
 
 def load_split_features(
-    split_table: str, cache_root: str, cfg: FeatureConfig, split: str
+    split_table: str, cache_root: str, cfg: FeatureConfig, split: str, labels: Sequence[str]
 ) -> tuple[list, list[int], list[str]]:
-    """Cached log-mels (each (n_mels, frames)), genre labels and track ids of one split."""
-    from crnn import GENRES
-
+    """Cached log-mels (each (n_mels, frames)), class indices into ``labels`` and track ids of one split."""
     df = pd.read_csv(split_table)
     df = df[df["split"] == split]
     cache = FeatureCache(cache_root, cfg)
-    return [cache.load(h) for h in df["sha256"]], [GENRES.index(g) for g in df["genre"]], list(df["track_id"])
+    return [cache.load(h) for h in df["sha256"]], [labels.index(g) for g in df["genre"]], list(df["track_id"])

@@ -6,6 +6,7 @@ import hashlib
 import json
 import platform
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -13,11 +14,11 @@ import pandas as pd
 import torch
 from prefect import task
 
-from crnn import GENRES, protocol
+from crnn import protocol
 from crnn.audio import load_audio
 from crnn.baseline import baseline_segment_probs, fit_baseline, load_baseline, save_baseline
-from crnn.config import BASELINE, FeatureConfig, PipelineConfig, flatten
-from crnn.dataset import read_manifest, write_csv_atomic
+from crnn.config import FeatureConfig, PipelineConfig, flatten, zoo_entry
+from crnn.dataset import label_list, read_manifest, write_csv_atomic
 from crnn.evaluate import evaluate_segment_probs, scorable
 from crnn.features import log_mel_librosa
 from crnn.inference import load_checkpoint, predict_file
@@ -40,7 +41,7 @@ def _row(track, split: str) -> tuple:
 def plan_protocol(
     manifest_csv: str, cross_manifest_csv: str, folds: int, val_fraction: float, seed: int, out_dir: str
 ) -> dict:
-    """Write one split table per evaluation (cross-artist, fold-1..k) and one of all tracks; return their paths."""
+    """Write one split table per evaluation (cross-artist, fold-1..k) and one of all tracks; return their paths and the labels."""
     tracks, cross = read_manifest(Path(manifest_csv)), read_manifest(Path(cross_manifest_csv))
     shared = {t.sha256 for t in tracks} & {t.sha256 for t in cross} | {t.track_id for t in tracks} & {
         t.track_id for t in cross
@@ -64,13 +65,20 @@ def plan_protocol(
         out / "all.csv", SPLIT_TABLE_COLUMNS, [_row(t, "train") for t in tracks] + [_row(t, "test") for t in cross]
     )
     task_logger().info("protocol: %d training tracks, %d cross-artist clips, %d folds", len(tracks), len(cross), folds)
-    return {"evaluations": planned, "all": str(out / "all.csv"), "tracks": len(tracks), "cross_tracks": len(cross)}
+    labels = list(label_list(t.genre for t in tracks + cross))
+    return {
+        "evaluations": planned,
+        "all": str(out / "all.csv"),
+        "tracks": len(tracks),
+        "cross_tracks": len(cross),
+        "labels": labels,
+    }
 
 
 def _params(cfg: PipelineConfig, model: str) -> dict:
-    """The flattened config (the baseline: only its features and seed) with ``protocol.model``."""
+    """The flattened config (a classical model: only its features and seed) with ``protocol.model``."""
     data = cfg.to_dict()
-    if model == BASELINE:
+    if not zoo_entry(model).is_network:
         data = {"features": data["features"], "train": {"seed": cfg.train.seed}}
     return flatten(data) | {"protocol.model": model}
 
@@ -95,10 +103,12 @@ def start_protocol_run(
 
 
 @task(name="train-baseline")
-def train_baseline(split_table: str, cache_root: str, cfg: FeatureConfig, seed: int, run_id: str, out_dir: str) -> dict:
-    """Fit the MFCC/log-mel statistics + logistic regression baseline on the train split's segment crops."""
+def train_baseline(
+    split_table: str, cache_root: str, cfg: FeatureConfig, seed: int, run_id: str, out_dir: str, labels: Sequence[str]
+) -> dict:
+    """Fit the MFCC/log-mel statistics + logistic regression baseline on the train split's segment crops (classes: ``labels``)."""
     tracking.configure_tracking()
-    mels, labels, _ = load_split_features(split_table, cache_root, cfg, "train")
+    mels, labels, _ = load_split_features(split_table, cache_root, cfg, "train", labels)
     start = time.perf_counter()
     model = fit_baseline(mels, labels, cfg, seed=seed)
     seconds = time.perf_counter() - start
@@ -112,29 +122,34 @@ def train_baseline(split_table: str, cache_root: str, cfg: FeatureConfig, seed: 
 
 
 @task(name="evaluate-baseline")
-def evaluate_baseline(split_table: str, cache_root: str, checkpoint: str, run_id: str, out_dir: str) -> dict:
-    """Score the test split with the baseline; log the same ``test/*`` metrics and artifacts as evaluate-test."""
+def evaluate_baseline(
+    split_table: str, cache_root: str, checkpoint: str, run_id: str, out_dir: str, names: Sequence[str]
+) -> dict:
+    """Score the test split with the baseline (classes: ``names``); log the same ``test/*`` metrics and artifacts as evaluate-test."""
     tracking.configure_tracking()
     model, cfg = load_baseline(checkpoint)
-    mels, labels, ids = load_split_features(split_table, cache_root, cfg, "test")
+    mels, labels, ids = load_split_features(split_table, cache_root, cfg, "test", names)
     scored = scorable(mels, cfg)
-    probs = [baseline_segment_probs(model, mels[i], cfg, len(GENRES)) for i in scored]
-    result = evaluate_segment_probs(probs, [labels[i] for i in scored], scored, len(GENRES))
-    return log_evaluation(result, ids, labels, run_id, out_dir)
+    probs = [baseline_segment_probs(model, mels[i], cfg, len(names)) for i in scored]
+    result = evaluate_segment_probs(probs, [labels[i] for i in scored], scored, len(names))
+    return log_evaluation(result, ids, labels, run_id, out_dir, names)
 
 
 @task(name="measure-scoring-speed")
-def measure_scoring_speed(checkpoint: str, model: str, manifest_csv: str, run_id: str, device: str = "auto") -> float:
-    """Decode and score whole tracks one by one (as batch-score-flow does); log and return ``speed/tracks_per_s``."""
+def measure_scoring_speed(
+    checkpoint: str, model: str, manifest_csv: str, run_id: str, device: str = "auto", n_classes: int = 10
+) -> float:
+    """Decode and score whole tracks one by one (as batch-score-flow does); log and return ``speed/tracks_per_s``.
+
+    ``n_classes`` is the baseline's output size (a network's comes from its checkpoint).
+    """
     tracking.configure_tracking()
     paths = [t.path for t in read_manifest(Path(manifest_csv))][:SPEED_TRACKS]
-    if model == BASELINE:
+    if not zoo_entry(model).is_network:
         clf, cfg = load_baseline(checkpoint)
 
         def score(path: str) -> np.ndarray:
-            return baseline_segment_probs(
-                clf, log_mel_librosa(load_audio(path, cfg.sample_rate), cfg), cfg, len(GENRES)
-            )
+            return baseline_segment_probs(clf, log_mel_librosa(load_audio(path, cfg.sample_rate), cfg), cfg, n_classes)
 
     else:
         net, _ = load_checkpoint(checkpoint, resolve_device(device))

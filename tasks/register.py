@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 from prefect import task
 
+from crnn.inference import checkpoint_labels
 from infra import registry, tracking
 from tasks import task_logger
 
@@ -23,10 +24,12 @@ def register_model(
 ) -> dict:
     """Log the pyfunc model, register a version (alias ``challenger``) and promote it if it beats the champion."""
     tracking.configure_tracking()
-    model_uri = registry.log_model(run_id, checkpoint)
+    labels = checkpoint_labels(checkpoint)
+    model_uri = registry.log_model(run_id, checkpoint, labels)
     table = pd.read_csv(split_table)
     score = test_metrics[registry.SELECTION_METRIC]
-    decision = registry.register_and_promote(model_uri, run_id, score, table[table["split"] == "test"], model_name)
+    test = table[table["split"] == "test"]
+    decision = registry.register_and_promote(model_uri, run_id, score, test, model_name, labels)
     record = registry.decision_dict(decision)
     path = Path(out_dir) / "promotion_decision.json"
     path.write_text(json.dumps(record, indent=2))

@@ -11,6 +11,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
 from crnn.config import check_scoring_options
+from crnn.inference import checkpoint_labels
 from infra import registry, tracking
 from infra.redact import redact, reveal
 from scoring import engine, results
@@ -34,6 +35,7 @@ def resolve_model(model_uri: str, output_dir: str) -> dict:
     """Resolve the model URI to a registry version and download its checkpoint into ``<output>/models``."""
     tracking.configure_tracking()
     model = registry.resolve_model(model_uri, Path(output_dir) / "models")
+    model["labels"] = list(checkpoint_labels(model["checkpoint"]))  # the result columns
     task_logger().info("%s resolved to %s", model_uri, model["version"])
     return model
 

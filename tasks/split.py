@@ -10,7 +10,7 @@ from pathlib import Path
 from prefect import task
 
 from crnn.config import SplitConfig
-from crnn.dataset import read_manifest, write_csv_atomic
+from crnn.dataset import label_list, read_manifest, write_csv_atomic
 from crnn.splits import SPLITS, assign_split
 from tasks import task_logger
 
@@ -19,7 +19,10 @@ SPLIT_TABLE_COLUMNS = ("track_id", "genre", "split", "path", "sha256", "duration
 
 @task(name="split-tracks")
 def split_tracks(manifest_csv: str, cfg: SplitConfig, out_dir: str) -> dict:
-    """Assign every track to train/val/test; write ``split-<method>-<config hash>.csv``; return path and counts."""
+    """Assign every track to train/val/test; write ``split-<method>-<config hash>.csv``; return path, counts and labels.
+
+    ``labels`` is the class list a model trained on this split predicts (:func:`crnn.dataset.label_list`).
+    """
     tracks = read_manifest(Path(manifest_csv))
     method, mapping = assign_split([t.track_id for t in tracks], [t.genre for t in tracks], cfg)
     key = hashlib.sha256(json.dumps(dataclasses.asdict(cfg), sort_keys=True).encode()).hexdigest()[:8]
@@ -32,4 +35,5 @@ def split_tracks(manifest_csv: str, cfg: SplitConfig, out_dir: str) -> dict:
     write_csv_atomic(out, SPLIT_TABLE_COLUMNS, rows)
     counts = {s: sum(1 for v in mapping.values() if v == s) for s in SPLITS}
     task_logger().info("split %s: %s", method, counts)
-    return {"method": method, "table": str(out), "counts": counts}
+    labels = list(label_list(row[1] for row in rows))
+    return {"method": method, "table": str(out), "counts": counts, "labels": labels}

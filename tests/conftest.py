@@ -156,6 +156,7 @@ def champion_store(tmp_path_factory: pytest.TempPathFactory) -> str:
     import mlflow
     from mlflow.tracking import MlflowClient
 
+    from crnn import GENRES
     from infra import registry
 
     mini = SHARED / "data" / "gtzan_mini" / "genres"
@@ -172,7 +173,7 @@ def champion_store(tmp_path_factory: pytest.TempPathFactory) -> str:
         exp = mlflow.create_experiment("champion", artifact_location=(root / "artifacts").as_uri())
         with mlflow.start_run(experiment_id=exp) as run:
             pass
-        model_uri = registry.log_model(run.info.run_id, checkpoint)
+        model_uri = registry.log_model(run.info.run_id, checkpoint, GENRES)
         version = mlflow.register_model(model_uri, registry.MODEL_NAME).version
         MlflowClient().set_registered_model_alias(registry.MODEL_NAME, registry.CHAMPION, version)
     finally:

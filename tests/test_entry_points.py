@@ -93,7 +93,7 @@ NON_DEFAULTS = {
     "split": "index",
     "val_fraction": 0.25,
     "test_fraction": 0.15,
-    "architecture": "cnn-lstm",
+    "architecture": "musicnn-crnn",  # honours rnn_type and pretrained below (others reject them)
     "sample_rate": 16000,
     "n_fft": 2048,
     "hop_length": 256,

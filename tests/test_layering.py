@@ -15,6 +15,22 @@ SCORING_FORBIDDEN = {"mlflow", "prefect", "typer", "typer_cli", "tasks", "flows"
 SCORING_INFRA_ALLOWED = {"infra.storage"}
 """scoring/ (the batch-scoring engine) uses crnn/ and, of infra/, only the storage adapter."""
 INFRA_FORBIDDEN = {"scoring", "tasks", "flows", "typer_cli"}
+CRNN_ALLOWED_ROOTS = {
+    "crnn",
+    # STYLE.md's list for crnn/: torch, torchaudio, numpy, soundfile, PyAV, librosa, scikit-learn.
+    "torch",
+    "torchaudio",
+    "numpy",
+    "soundfile",
+    "av",
+    "librosa",
+    "sklearn",
+    # Beyond STYLE.md's list, each for one job: soxr (librosa's resampler, streamed in crnn.audio) and
+    # cachetools (crnn.train's bounded cache of frozen embeddings).
+    "soxr",
+    "cachetools",
+}
+"""Third-party packages crnn/ may import: everything else is the standard library."""
 FLOW_ALLOWED_ROOTS = {"prefect", "prefect_dask", "tasks", "flows"}
 # Names flows/ imports from infra that are not constants; each one is a known deviation from
 # "flows/ imports only constants from infra" and should move into a task.
@@ -72,7 +88,26 @@ def test_crnn_imports_no_orchestration_or_tracking(path: Path) -> None:
         for module, _, line in imports(path.read_text())
         if root_of(module) in CRNN_FORBIDDEN
     ]
-    assert not bad, "crnn/ must stay pure (torch, numpy, soundfile, librosa):\n" + "\n".join(bad)
+    assert not bad, "crnn/ must not import orchestration, tracking or the CLI:\n" + "\n".join(bad)
+
+
+@pytest.mark.parametrize("path", py_files("crnn"), ids=lambda p: str(p.relative_to(ROOT)))
+def test_crnn_imports_only_the_stdlib_and_its_allowed_packages(path: Path) -> None:
+    bad = [
+        f"{path.relative_to(ROOT)}:{line}: {module}"
+        for module, _, line in imports(path.read_text())
+        if not module.startswith(".")
+        and module != "__future__"
+        and root_of(module) not in sys.stdlib_module_names
+        and root_of(module) not in CRNN_ALLOWED_ROOTS
+    ]
+    assert not bad, f"crnn/ may import only the stdlib and {sorted(CRNN_ALLOWED_ROOTS)}:\n" + "\n".join(bad)
+
+
+def test_crnn_allowed_packages_are_all_used() -> None:
+    """A package no crnn/ module imports any more should leave the allowed list."""
+    used = {root_of(m) for path in py_files("crnn") for m, _, _ in imports(path.read_text())}
+    assert CRNN_ALLOWED_ROOTS <= used
 
 
 def bad_imports(path: Path, is_bad) -> list[str]:

@@ -73,7 +73,7 @@ def _tone_tracks(n: int, seed: int) -> tuple[list[np.ndarray], list[int]]:
 
 def _model(seed: int = 0) -> MusicnnLinear:
     torch.manual_seed(seed)
-    return MusicnnLinear(FEATURES, ModelConfig(architecture="musicnn-linear", n_classes=3, dropout=0.0))
+    return MusicnnLinear(FEATURES, ModelConfig(architecture="musicnn-linear", labels=("a", "b", "c"), dropout=0.0))
 
 
 def test_frozen_pretrained_layers_are_cached_untouched_and_the_head_learns() -> None:

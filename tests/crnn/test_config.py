@@ -55,7 +55,8 @@ def test_feature_config_f_max_at_nyquist_is_allowed() -> None:
         ({"rnn_layers": 0}, "rnn_layers"),
         ({"dropout": 1.0}, "1.0"),
         ({"dropout": -0.1}, "-0.1"),
-        ({"n_classes": 1}, "got 1"),
+        ({"labels": ("a",)}, "at least 2 distinct"),
+        ({"labels": ("a", "a")}, "at least 2 distinct"),
     ],
 )
 def test_model_config_rejects_bad_values(kwargs: dict, needle: str) -> None:

@@ -18,6 +18,7 @@ from crnn.dataset import (
     build_manifest,
     discover_tracks,
     inspect_track,
+    label_list,
     parse_track_id,
     read_manifest,
     write_manifest,
@@ -224,3 +225,22 @@ def test_fifo_named_like_a_track_is_excluded_without_hanging(tmp_path: Path) -> 
         "blues.00001.wav": "not a regular file (a FIFO); not opened",
         "rock.00000.wav": "not a regular file (a character device); not opened",
     }
+
+
+def test_label_list_keeps_gtzan_order_for_gtzan_and_sorts_other_labels() -> None:
+    assert label_list(["rock", "blues", "rock"]) == GENRES  # a GTZAN subset: still the ten, in GTZAN's order
+    assert label_list(["hum", "chirp", "hiss", "hum"]) == ("chirp", "hiss", "hum")
+    assert label_list(["rock", "polka"]) == ("polka", "rock")
+
+
+def test_a_labels_file_declares_other_labels(tmp_path: Path) -> None:
+    for name in ["hum.00000.wav", "chirp.00001.wav", "rock.00000.wav", "polka.00000.wav"]:
+        write_noise(tmp_path / "sounds" / name)
+    assert discover_tracks(tmp_path) == [tmp_path / "sounds" / "rock.00000.wav"]
+    (tmp_path / "labels.txt").write_text("hum\n\nchirp\n")
+    assert [p.name for p in discover_tracks(tmp_path)] == ["chirp.00001.wav", "hum.00000.wav"]
+    tracks, _ = build_manifest(tmp_path)
+    assert [(t.track_id, t.genre) for t in tracks] == [("chirp.00001", "chirp"), ("hum.00000", "hum")]
+    (tmp_path / "labels.txt").write_text("Hum\n")
+    with pytest.raises(ValueError, match="labels.txt.*Hum"):
+        discover_tracks(tmp_path)

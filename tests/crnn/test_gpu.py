@@ -16,7 +16,15 @@ pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
 FEATURES = FeatureConfig(
     n_mels=16, n_fft=256, hop_length=128, sample_rate=8000, segment_s=0.5, overlap_s=0.25, min_segment_s=0.25
 )
-TINY = ModelConfig(channels=(4, 8), freq_pool=(2, 2), time_pool=(2, 2), rnn_hidden=8, attention_dim=8, n_classes=2)
+TINY = ModelConfig(
+    architecture="crnn-attention",
+    channels=(4, 8),
+    freq_pool=(2, 2),
+    time_pool=(2, 2),
+    rnn_hidden=8,
+    attention_dim=8,
+    labels=("a", "b"),
+)
 
 
 def _tones(n: int, seconds: float = 1.5) -> list[np.ndarray]:

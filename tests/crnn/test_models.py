@@ -14,7 +14,9 @@ from crnn.models import CRNN, AttentionPooling, count_parameters
 SMALL_FEATURES = FeatureConfig(
     n_mels=16, n_fft=256, hop_length=128, sample_rate=8000, segment_s=0.5, overlap_s=0.25, min_segment_s=0.25
 )
-TINY_MODEL = ModelConfig(channels=(4, 8), freq_pool=(2, 2), time_pool=(2, 2), rnn_hidden=8, attention_dim=8)
+TINY_MODEL = ModelConfig(
+    architecture="crnn-attention", channels=(4, 8), freq_pool=(2, 2), time_pool=(2, 2), rnn_hidden=8, attention_dim=8
+)
 
 
 def tiny(rnn_type: str = "gru", **kwargs) -> CRNN:

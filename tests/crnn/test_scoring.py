@@ -58,7 +58,7 @@ def probs_with_top(order: list[int], top: float) -> np.ndarray:
 def test_summarize_top_k_is_sorted_with_probabilities() -> None:
     order = [7, 2, 9, 0, 1, 3, 4, 5, 6, 8]
     probs = probs_with_top(order, 0.6)
-    p = summarize(probs, probs[None], SR * 3, CFG, top_k=4)
+    p = summarize(probs, probs[None], SR * 3, CFG, labels=GENRES, top_k=4)
     assert p.genre == GENRES[7] == "pop"
     assert p.probability == pytest.approx(0.6)
     assert [g for g, _ in p.top_k] == [GENRES[i] for i in order[:4]]
@@ -71,7 +71,7 @@ def test_summarize_top_k_is_sorted_with_probabilities() -> None:
 
 def test_summarize_top_k_ties_keep_genre_order_and_cap_at_n_classes() -> None:
     probs = np.full(len(GENRES), 1 / len(GENRES))
-    p = summarize(probs, probs[None], SR, CFG, top_k=50)
+    p = summarize(probs, probs[None], SR, CFG, labels=GENRES, top_k=50)
     assert [g for g, _ in p.top_k] == list(GENRES)
     assert p.genre == GENRES[0]
 
@@ -83,7 +83,7 @@ def test_summarize_top_k_ties_keep_genre_order_and_cap_at_n_classes() -> None:
 def test_uncertain_flag_is_strictly_below_threshold(top: float, threshold: float, uncertain: bool) -> None:
     probs = probs_with_top(list(range(len(GENRES))), top)
     assert probs[0] == top
-    p = summarize(probs, probs[None], SR, CFG, uncertain_below=threshold)
+    p = summarize(probs, probs[None], SR, CFG, labels=GENRES, uncertain_below=threshold)
     assert p.uncertain is uncertain
 
 
@@ -99,7 +99,7 @@ def test_uncertain_flag_is_strictly_below_threshold(top: float, threshold: float
 def test_summarize_rejects_bad_options(kwargs: dict, match: str) -> None:
     probs = np.full(len(GENRES), 0.1)
     with pytest.raises(ValueError, match=match):
-        summarize(probs, probs[None], SR, CFG, **kwargs)
+        summarize(probs, probs[None], SR, CFG, labels=GENRES, **kwargs)
 
 
 @pytest.mark.parametrize("seconds", [1.3, 3.0, 10.0, 10.37])
@@ -107,7 +107,7 @@ def test_summarize_timeline_follows_segment_bounds(seconds: float) -> None:
     n = int(seconds * SR)
     bounds = segment_bounds_s(n, CFG)
     seg = np.random.default_rng(0).dirichlet(np.ones(len(GENRES)), size=len(bounds))
-    p = summarize(seg.mean(axis=0), seg, n, CFG, timeline=True, truncated=True)
+    p = summarize(seg.mean(axis=0), seg, n, CFG, labels=GENRES, timeline=True, truncated=True)
     assert p.truncated is True
     assert p.n_segments == len(bounds) == len(p.timeline)
     for s, (a, b), probs in zip(p.timeline, bounds, seg, strict=True):

@@ -17,7 +17,14 @@ from crnn import GENRES
 from crnn.config import FeatureConfig, ModelConfig, PipelineConfig, TrainConfig
 from crnn.evaluate import classification_report, predict_segments, track_probs
 from crnn.features import log_mel_librosa, segment_starts
-from crnn.inference import build_model, checkpoint_state, load_checkpoint, predict_file, predict_waveform
+from crnn.inference import (
+    build_model,
+    checkpoint_labels,
+    checkpoint_state,
+    load_checkpoint,
+    predict_file,
+    predict_waveform,
+)
 from crnn.models import CRNN
 from crnn.train import SegmentDataset, fit, save_checkpoint
 
@@ -58,7 +65,7 @@ def tone_tracks(n_per_class: int, *, seed: int, seconds: float = 1.0, swap: bool
 
 def tiny_model(n_classes: int = 3, seed: int = 0) -> CRNN:
     torch.manual_seed(seed)
-    return CRNN(FEATURES, ModelConfig(**{**TINY.__dict__, "n_classes": n_classes}))
+    return CRNN(FEATURES, ModelConfig(**{**TINY.__dict__, "labels": tuple(f"c{i}" for i in range(n_classes))}))
 
 
 def train_val(seed: int = 0, *, swap_val: bool = False) -> tuple[SegmentDataset, SegmentDataset]:
@@ -364,6 +371,28 @@ def test_checkpoint_round_trip_gives_identical_predictions(tmp_path: Path) -> No
     np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(seg_a, seg_b)
     assert a.shape == (10,)
+
+
+def test_labels_travel_in_the_checkpoint_and_old_checkpoints_get_gtzan_genres(tmp_path: Path) -> None:
+    cfg = pipeline().with_labels(("hum", "noise", "tone"))
+    model = CRNN(cfg.features, cfg.model)
+    save_checkpoint(checkpoint_state(model, cfg), tmp_path / "custom.pt")
+    loaded, loaded_cfg = load_checkpoint(tmp_path / "custom.pt")
+    assert loaded_cfg.model.labels == checkpoint_labels(tmp_path / "custom.pt") == ("hum", "noise", "tone")
+    assert loaded.classifier.out_features == 3
+
+    gtzan = pipeline()
+    old = checkpoint_state(CRNN(gtzan.features, gtzan.model), gtzan)
+    old["config"]["model"] = {k: v for k, v in old["config"]["model"].items() if k != "labels"} | {"n_classes": 10}
+    save_checkpoint(old, tmp_path / "with-genres.pt")
+    del old["genres"]
+    save_checkpoint(old, tmp_path / "before-genres.pt")
+    for name in ("with-genres.pt", "before-genres.pt"):
+        assert load_checkpoint(tmp_path / name)[1].model.labels == GENRES == checkpoint_labels(tmp_path / name)
+    old["config"]["model"]["n_classes"] = 3
+    save_checkpoint(old, tmp_path / "mismatch.pt")
+    with pytest.raises(ValueError, match="n_classes=3"):
+        load_checkpoint(tmp_path / "mismatch.pt")
 
 
 def test_load_checkpoint_errors(tmp_path: Path) -> None:

@@ -7,13 +7,13 @@ import dataclasses
 import pytest
 import torch
 
-from crnn.config import ARCHITECTURE_FEATURES, ARCHITECTURES, FeatureConfig, PipelineConfig, protocol_config
+from crnn.catalog import SHAPING_FIELDS, ZOO, zoo_entry
+from crnn.config import ARCHITECTURES, BASELINE, FeatureConfig, ModelConfig, PipelineConfig, protocol_config
 from crnn.inference import checkpoint_state, load_checkpoint
 from crnn.models import CRNN, tile_frames
 from crnn.train import save_checkpoint
 from crnn.zoo import (
     CNNLSTM,
-    MODELS,
     ChoiCRNN,
     MusicnnCRNN,
     MusicnnLinear,
@@ -33,8 +33,33 @@ EXPECTED = {
 }
 
 
-def test_every_architecture_has_a_class_and_preprocessing() -> None:
-    assert set(MODELS) == set(ARCHITECTURES) == set(ARCHITECTURE_FEATURES) == set(EXPECTED)
+def test_every_network_entry_is_an_architecture_with_a_class_and_the_baseline_is_a_member() -> None:
+    assert [e.name for e in ZOO if e.is_network] == list(ARCHITECTURES) and set(ARCHITECTURES) == set(EXPECTED)
+    assert all(EXPECTED[e.name][0] is e.load() for e in ZOO if e.is_network)
+    assert [e.name for e in ZOO if not e.is_network] == [BASELINE] == ["mfcc-logreg"]
+    from crnn.baseline import fit_baseline
+
+    assert zoo_entry(BASELINE).load() is fit_baseline and zoo_entry(BASELINE).features == {}
+
+
+@pytest.mark.parametrize("entry", [e for e in ZOO if e.is_network], ids=lambda e: e.name)
+def test_a_field_the_architecture_ignores_is_an_error_and_one_it_honours_is_not(entry) -> None:
+    changed = {"channels": (8, 8, 8, 8), "freq_pool": (2, 2, 2, 12), "time_pool": (1, 1, 1, 1)}
+    changed |= {"rnn_type": "lstm", "rnn_hidden": 8}
+    changed |= {"rnn_layers": 2, "attention_dim": 8, "pretrained": "MTT_musicnn"}
+    assert set(changed) == set(SHAPING_FIELDS)
+    for name, value in changed.items():
+        if name in entry.honours:
+            ModelConfig(architecture=entry.name, **{name: value})
+        else:
+            with pytest.raises(ValueError, match=f"{entry.name} ignores {name}=.*it shapes only"):
+                ModelConfig(architecture=entry.name, **{name: value})
+
+
+def test_old_checkpoints_with_ignored_values_still_load() -> None:
+    data = PipelineConfig.from_options(architecture="choi-crnn").to_dict()
+    data["model"]["rnn_type"] = "lstm"  # silently ignored before fields were checked
+    assert PipelineConfig.from_dict(data).model == ModelConfig(architecture="choi-crnn")
 
 
 @pytest.mark.parametrize("architecture", ARCHITECTURES)

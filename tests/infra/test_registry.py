@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import mlflow
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
+from crnn import GENRES
 from infra import registry
 
 
@@ -29,7 +31,8 @@ def _register(split: pd.DataFrame, score: float, tmp_path) -> registry.Decision:
         table = tmp_path / "split-stratified-x.csv"
         split.to_csv(table, index=False)
         mlflow.log_artifact(str(table), registry.SPLIT_ARTIFACT_DIR)
-    return registry.register_and_promote(info.model_uri, run.info.run_id, score, split[split["split"] == "test"])
+    test = split[split["split"] == "test"]
+    return registry.register_and_promote(info.model_uri, run.info.run_id, score, test, registry.MODEL_NAME, GENRES)
 
 
 def _aliases() -> dict[str, str]:
@@ -75,10 +78,12 @@ def test_another_split_rescores_both_models_only_on_tracks_the_champion_never_sa
 
 
 def test_signature_accepts_paths_or_waveforms() -> None:
-    names = {c.name: c.required for c in registry.signature().inputs.inputs}
+    names = {c.name: c.required for c in registry.signature(GENRES).inputs.inputs}
     assert names == {"path": False, "waveform": False, "sample_rate": False}
-    outputs = [c.name for c in registry.signature().outputs.inputs]
+    outputs = [c.name for c in registry.signature(GENRES).outputs.inputs]
     assert outputs[0] == "genre" and len(outputs) == 11
+    custom = [c.name for c in registry.signature(("hum", "tone", "noise")).outputs.inputs]
+    assert custom == ["genre", "prob_hum", "prob_tone", "prob_noise"]
 
 
 def test_resolve_model_by_alias_version_and_run_uri(mlflow_store, tmp_path) -> None:
@@ -95,3 +100,21 @@ def test_resolve_model_by_alias_version_and_run_uri(mlflow_store, tmp_path) -> N
     by_run = registry.resolve_model(f"runs:/{run.info.run_id}/model", tmp_path / "cache")
     assert by_run["version"].startswith(f"runs:/{run.info.run_id}/model#sha256=")
     assert Path(by_run["checkpoint"]).is_file()
+
+
+def test_a_version_with_other_labels_does_not_replace_a_gtzan_champion(mlflow_store, tmp_path) -> None:
+    a = _split(["a1"], [("t1", "rock")])
+    _register(a, 0.5, tmp_path)
+    with mlflow.start_run() as run:
+        info = mlflow.pyfunc.log_model(name="model", python_model=_AlwaysRock(), pip_requirements=["mlflow"])
+    labels = ("hum", "tone", "noise")
+    other = registry.register_and_promote(
+        info.model_uri, run.info.run_id, 1.0, a[a.split == "test"], "genre-crnn", labels
+    )
+    assert not other.promoted and "predicts other labels" in other.reason and _aliases()["champion"] == "1"
+    version = MlflowClient().get_model_version(registry.MODEL_NAME, other.version)
+    assert registry.version_labels(version) == ("hum", "tone", "noise")
+
+
+def test_versions_registered_before_labels_were_tagged_predict_gtzan_genres() -> None:
+    assert registry.version_labels(SimpleNamespace(tags={})) == GENRES

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from crnn import GENRES
 from crnn.config import PipelineConfig
 from crnn.inference import build_model
 from scoring import engine
 from scoring.store import LibraryStore, store_path
 
 OPTIONS = {"top_k": 3, "uncertain_below": 0.5, "timeline": False, "max_duration_s": 600.0}
-MODEL = {"uri": "models:/genre-crnn/1", "version": "genre-crnn/1"}
+MODEL = {"uri": "models:/genre-crnn/1", "version": "genre-crnn/1", "labels": list(GENRES)}
 
 
 def _run(music: Path, out: Path, net, run_id: str) -> tuple[dict, dict]:

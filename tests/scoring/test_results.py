@@ -59,17 +59,17 @@ def rows(tmp_path: Path) -> list[dict]:
 
 def test_write_results_files_and_no_leftovers(tmp_path: Path, rows: list[dict]) -> None:
     out = tmp_path / "runs" / "r1"
-    written = write_results(rows, out / "results")
+    written = write_results(rows, out / "results", labels=GENRES)
     assert written == [out / "results.csv", out / "results.jsonl"]
     assert sorted(p.name for p in out.iterdir()) == ["results.csv", "results.jsonl"]
     assert all(p.stat().st_mode & 0o777 == 0o644 for p in written)
-    written = write_results(rows, out / "results", formats="csv,jsonl,parquet")
+    written = write_results(rows, out / "results", labels=GENRES, formats="csv,jsonl,parquet")
     assert written[-1] == out / "results.parquet"
     assert sorted(p.name for p in out.iterdir()) == ["results.csv", "results.jsonl", "results.parquet"]
 
 
 def test_csv_columns_and_values(tmp_path: Path, rows: list[dict]) -> None:
-    (path, _) = write_results(rows, tmp_path / "results")
+    (path, _) = write_results(rows, tmp_path / "results", labels=GENRES)
     with open(path, newline="") as f:
         table = list(csv.DictReader(f))
     assert list(table[0]) == [*RESULT_COLUMNS, *(f"prob_{g}" for g in GENRES)]
@@ -95,7 +95,7 @@ def test_csv_columns_and_values(tmp_path: Path, rows: list[dict]) -> None:
 
 
 def test_jsonl_keeps_nested_values(tmp_path: Path, rows: list[dict]) -> None:
-    (_, path) = write_results(rows, tmp_path / "results")
+    (_, path) = write_results(rows, tmp_path / "results", labels=GENRES)
     lines = path.read_text(encoding="utf-8").splitlines()
     assert [json.loads(line) for line in lines] == rows
     first = json.loads(lines[0])
@@ -106,7 +106,7 @@ def test_jsonl_keeps_nested_values(tmp_path: Path, rows: list[dict]) -> None:
 
 def test_parquet_types(tmp_path: Path, rows: list[dict]) -> None:
     pytest.importorskip("pyarrow")
-    (path,) = write_results(rows, tmp_path / "results", formats=["parquet"])
+    (path,) = write_results(rows, tmp_path / "results", labels=GENRES, formats=["parquet"])
     table = pd.read_parquet(path)
     assert len(table) == len(rows)
     assert str(table["n_segments"].dtype) == "Int64"
@@ -117,18 +117,18 @@ def test_parquet_types(tmp_path: Path, rows: list[dict]) -> None:
 
 def test_results_with_only_failures_and_with_no_rows(tmp_path: Path, rows: list[dict]) -> None:
     failed = [r for r in rows if r["status"] == FAILED]
-    csv_path, jsonl_path = write_results(failed, tmp_path / "failed")
+    csv_path, jsonl_path = write_results(failed, tmp_path / "failed", labels=GENRES)
     table = pd.read_csv(csv_path)
     assert len(table) == 1 and table["n_segments"].isna().all()
-    csv_path, jsonl_path = write_results([], tmp_path / "empty")
+    csv_path, jsonl_path = write_results([], tmp_path / "empty", labels=GENRES)
     assert csv_path.read_text().strip().split(",")[0] == "path"
     assert len(csv_path.read_text().strip().splitlines()) == 1
     assert jsonl_path.read_text() == ""
 
 
 def test_write_results_replaces_previous_files(tmp_path: Path, rows: list[dict]) -> None:
-    write_results(rows, tmp_path / "library")
-    csv_path, jsonl_path = write_results(rows[:1], tmp_path / "library")
+    write_results(rows, tmp_path / "library", labels=GENRES)
+    csv_path, jsonl_path = write_results(rows[:1], tmp_path / "library", labels=GENRES)
     assert len(pd.read_csv(csv_path)) == 1
     assert len(jsonl_path.read_text().splitlines()) == 1
 
@@ -210,7 +210,7 @@ def test_formats_are_parsed_against_the_registry() -> None:
 
 def test_an_unknown_format_writes_nothing(tmp_path: Path, rows: list[dict]) -> None:
     with pytest.raises(ValueError, match="xlsx"):
-        write_results(rows, tmp_path / "results", formats="csv,xlsx")
+        write_results(rows, tmp_path / "results", labels=GENRES, formats="csv,xlsx")
     assert [p.name for p in tmp_path.iterdir()] == ["state"]  # only the fixture's store
 
 
@@ -221,6 +221,6 @@ def test_a_registered_format_is_written_like_the_others(tmp_path: Path, rows: li
     def _tsv(table, path: Path) -> None:
         table.table.to_csv(path, sep="\t", index=False)
 
-    (path,) = write_results(rows, tmp_path / "results", formats="tsv")
+    (path,) = write_results(rows, tmp_path / "results", labels=GENRES, formats="tsv")
     assert path == tmp_path / "results.tsv" and path.read_text().startswith("path\tstatus\t")
     assert path.stat().st_mode & 0o777 == 0o644
