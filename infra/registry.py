@@ -19,13 +19,12 @@ from mlflow.tracking import MlflowClient
 from mlflow.types.schema import Array, ColSpec, Schema
 
 from crnn import GENRES
+from crnn.requests import CHALLENGER, CHAMPION, MODEL_NAME
 from infra.requirements import model_requirements
 from infra.tracking import SPLIT_ARTIFACT_DIR
 
 log = logging.getLogger(__name__)
 
-MODEL_NAME = "genre-crnn"
-CHAMPION, CHALLENGER = "champion", "challenger"
 SELECTION_METRIC = "test/track_accuracy"
 _PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
