@@ -37,13 +37,19 @@ def _flows():
 
 
 def _score_parameters(library: list[str], output_dir: str, model_uri: str | None) -> dict:
-    params: dict = {"library": [conceal(r) for r in library], "output_dir": output_dir}
-    return params | ({"model_uri": model_uri} if model_uri else {})
+    fields: dict = {"library": [conceal(r) for r in library], "output_dir": output_dir}
+    return {"request": fields | ({"model_uri": model_uri} if model_uri else {})}
 
 
 def _train_parameters(parameters: dict | None) -> dict:
-    params = dict(parameters or {})
-    return params | ({"source": conceal(params["source"])} if "source" in params else {})
+    fields = dict(parameters or {})
+    return {"request": fields | ({"source": conceal(fields["source"])} if "source" in fields else {})}
+
+
+SCHEMA_CHECK = {"enforce_parameter_schema": False}
+"""A run may give some fields of the request (``{"request": {"top_k": 2}}``); the server would check that
+part alone against the schema and miss the deployment's ``library``. The flow completes it from the
+deployment's request (``flows.parameters.Deployed``) and validates the whole."""
 
 
 def runner_deployments(
@@ -59,11 +65,12 @@ def runner_deployments(
     """``train-flow/<name>`` (on demand) and ``batch-score-flow/<name>`` (on ``cron``) for :func:`prefect.serve`."""
     train, score = _flows()
     return [
-        train.to_deployment(name=name, parameters=_train_parameters(train_parameters)),
+        train.to_deployment(name=name, parameters=_train_parameters(train_parameters), **SCHEMA_CHECK),
         score.to_deployment(
             name=name,
             parameters=_score_parameters(library, output_dir, model_uri),
             schedules=[Cron(cron, timezone=timezone)],
+            **SCHEMA_CHECK,
         ),
     ]
 
@@ -103,7 +110,7 @@ def deploy_to_pool(
     if MASK in f"{train_parameters} {score_parameters}":
         log.warning("deployment parameters hold redacted URIs: set %s for the worker (see README)", SECRET_URIS_ENV)
     jobs = {"env": {"GENRE_CRNN_DASK": dask}} if dask else {}
-    common = {"work_pool_name": pool, "job_variables": jobs, "print_next_steps": False}
+    common = {"work_pool_name": pool, "job_variables": jobs, "print_next_steps": False, **SCHEMA_CHECK}
     ids = [
         train.deploy(name=name, parameters=train_parameters, **common),
         score.deploy(
