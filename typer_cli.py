@@ -25,6 +25,8 @@ from rich.table import Table
 from crnn.requests import (
     DEFAULT_MODEL_URI,
     FLAGS,
+    DeploymentRequest,
+    DownloadRequest,
     ProtocolRequest,
     Request,
     ScoreRequest,
@@ -147,31 +149,25 @@ def _cli_parameter(name: str, info) -> inspect.Parameter:
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[kind, option])
 
 
-def _request_command(request_type: type[Request] | None, **fields_from: type[Request]):
+def _request_command(request_type: type[Request]):
     """Decorate ``fn(request, **rest)`` into a Typer command whose options are the request's fields, then ``rest``.
 
     The request is built (and so validated) from the options before ``fn`` runs: an invalid value is a usage
-    error (exit code 2) naming its option. ``fields_from`` maps a parameter of ``fn`` to the request whose field
-    of that name it reuses (help, default and type), for commands that take some fields of a request.
+    error (exit code 2) naming its option.
     """
 
     def decorate(fn):
-        own = inspect.signature(fn, eval_str=True).parameters
-        fields = request_type.model_fields if request_type else {}
-        params = [_cli_parameter(n, fields[n]) for n in field_names(request_type)] if request_type else []
-        for name, p in list(own.items())[1 if request_type else 0 :]:
-            source = fields_from.get(name)
-            params.append(_cli_parameter(name, source.model_fields[name]) if source else p.replace(kind=p.KEYWORD_ONLY))
+        fields = request_type.model_fields
+        params = [_cli_parameter(n, fields[n]) for n in field_names(request_type)]
+        params += [
+            p.replace(kind=p.KEYWORD_ONLY) for p in list(inspect.signature(fn, eval_str=True).parameters.values())[1:]
+        ]
 
         @functools.wraps(fn)
         def command(**options):
-            if request_type is None:
-                return fn(**options)
-            fields = {n: options.pop(n) for n in request_type.model_fields}
-            for name in FLAGS:
-                if name in fields:
-                    fields[name] = [v.strip() for v in fields[name].split(",") if v.strip()]
-            return fn(_validated(request_type, fields), **options)
+            given = {n: options.pop(n) for n in fields}
+            given |= {n: [v.strip() for v in given[n].split(",") if v.strip()] for n in FLAGS if n in given}
+            return fn(_validated(request_type, given), **options)
 
         command.__signature__ = inspect.Signature(params)
         command.__annotations__ = {p.name: p.annotation for p in params}
@@ -209,13 +205,13 @@ def _fetch_with_progress(source: str, work_dir: Path, sha256: str = "") -> Path:
 
 
 @app.command()
-@_request_command(None, source=TrainRequest, work_dir=TrainRequest, sha256=TrainRequest)
-def download(source: str, work_dir: str, sha256: str) -> None:
+@_request_command(DownloadRequest)
+def download(request: DownloadRequest) -> None:
     """Fetch a GTZAN copy, verify it, and write its manifest (track id, genre, path, duration, sample rate, SHA-256) and exclusion list."""
     from flows.download_flow import download_flow
 
-    _fetch_with_progress(source, Path(work_dir), sha256)
-    result = download_flow(source=conceal(source), work_dir=work_dir, sha256=sha256)
+    _fetch_with_progress(request.source, Path(request.work_dir), request.sha256)
+    result = download_flow(source=conceal(request.source), work_dir=request.work_dir, sha256=request.sha256)
     console.print(
         f"[green]{result['n_tracks']} tracks[/], {result['n_excluded']} excluded; manifest: {result['manifest']}"
     )
@@ -348,31 +344,13 @@ def _store_progress(output_dir: Path):
             poller.join()
 
 
-Cron = Annotated[str, typer.Option(help="Cron schedule of batch-score-flow (default: nightly at 02:00).")]
-Timezone = Annotated[str, typer.Option(help="Timezone of the cron schedule (IANA name).")]
-DeploymentName = Annotated[str, typer.Option(help="Deployment name: train-flow/<name> and batch-score-flow/<name>.")]
-TrainSource = Annotated[str | None, typer.Option(help="Default --source of the train-flow deployment.")]
-
-
 def _train_parameters(train_source: str | None) -> dict:
     return {"source": train_source} if train_source else {}
 
 
-_SCORE_FIELDS = {"library": ScoreRequest, "output_dir": ScoreRequest, "model_uri": ScoreRequest}
-
-
 @app.command()
-@_request_command(None, **_SCORE_FIELDS)
-def serve(
-    library: list[str],
-    output_dir: str,
-    name: DeploymentName = "default",
-    cron: Cron = "0 2 * * *",
-    timezone: Timezone = "UTC",
-    train_source: TrainSource = None,
-    model_uri: str = DEFAULT_MODEL_URI,
-    dask: Dask = None,
-) -> None:
+@_request_command(DeploymentRequest)
+def serve(request: DeploymentRequest, dask: Dask = None) -> None:
     """Serve both deployments from this process (needs PREFECT_API_URL of a Prefect server); runs them when triggered or scheduled."""
     from prefect import serve as prefect_serve
 
@@ -383,44 +361,39 @@ def serve(
         os.environ[DASK_ENV] = dask  # read when the flows are loaded, and by the runs this process starts
 
     deployments = runner_deployments(
-        library,
-        output_dir,
-        name=name,
-        cron=cron,
-        timezone=timezone,
-        train_parameters=_train_parameters(train_source),
-        model_uri=model_uri,
+        request.library,
+        request.output_dir,
+        name=request.name,
+        cron=request.cron,
+        timezone=request.timezone,
+        train_parameters=_train_parameters(request.train_source),
+        model_uri=request.model_uri,
     )
     prefect_serve(*deployments)
 
 
 @app.command()
-@_request_command(None, **_SCORE_FIELDS)
+@_request_command(DeploymentRequest)
 def deploy(
-    library: list[str],
-    output_dir: str,
+    request: DeploymentRequest,
     pool: Annotated[str, typer.Option(help="Process work pool (created if missing).")] = "genre-crnn",
-    name: DeploymentName = "default",
-    cron: Cron = "0 2 * * *",
-    timezone: Timezone = "UTC",
-    train_source: TrainSource = None,
-    model_uri: str = DEFAULT_MODEL_URI,
     dask: Dask = None,
 ) -> None:
     """Register both deployments on a process work pool of the Prefect server at PREFECT_API_URL; a worker runs them."""
     from infra.deployments import deploy_to_pool
 
     deploy_to_pool(
-        library,
-        output_dir,
+        request.library,
+        request.output_dir,
         pool=pool,
-        name=name,
-        cron=cron,
-        timezone=timezone,
-        train_parameters=_train_parameters(train_source),
-        model_uri=model_uri,
+        name=request.name,
+        cron=request.cron,
+        timezone=request.timezone,
+        train_parameters=_train_parameters(request.train_source),
+        model_uri=request.model_uri,
         dask=dask,
     )
+    name = request.name
     console.print(
         f"deployments train-flow/{name} and batch-score-flow/{name} on pool [bold]{pool}[/]; start a worker with\n"
         f"  prefect worker start --pool {pool}\nand run one with\n  prefect deployment run batch-score-flow/{name}"

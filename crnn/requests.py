@@ -46,6 +46,9 @@ CROSS_ARTIST_SOURCE = "../shared/data/gtzan_excerpts"
 RESULT_FORMATS = ("csv", "jsonl", "parquet")
 """Results table formats ``score --format`` accepts (the scoring package's writer registry names them)."""
 TAG_MODES = ("off", "dry-run", "write")
+DEFAULT_DEPLOYMENT = "default"
+NIGHTLY_CRON = "0 2 * * *"
+"""Batch scoring every night at 02:00 (in the deployment's timezone)."""
 FLAGS = {"formats": "format"}
 """Command-line spelling of a field where it differs from the field's name (``--format csv,jsonl``)."""
 
@@ -63,6 +66,33 @@ class Request(BaseModel):
         return {n: getattr(self, n) for n in names or type(self).model_fields}
 
 
+class WorkOptions(Request):
+    """Where a run keeps its files."""
+
+    work_dir: str = Field("work", description="Folder for downloads, manifests, the log-mel cache and checkpoints.")
+
+
+class DownloadRequest(WorkOptions):
+    """A dataset source (``download``; train's source)."""
+
+    source: str = Field(
+        GTZAN_URL,
+        description="HTTPS/HTTP archive URL (default: public GTZAN mirror, SHA-256 pinned), s3://bucket/key, "
+        "local .tar.gz/.zip, or a local folder.",
+    )
+    sha256: str = Field(
+        "",
+        description="Expected SHA-256 (64 hex digits) of a --source archive; empty: none (GTZAN_URL is pinned). "
+        "Without one, an interrupted download restarts from byte 0.",
+    )
+
+
+class DeviceOptions(Request):
+    """Where the model runs."""
+
+    device: str = Field("auto", description="auto (CUDA when present), cpu, cuda or cuda:N.")
+
+
 class FeatureOptions(Request):
     """Log-mel and segmentation options; ``None`` keeps the architecture's seed preprocessing."""
 
@@ -77,7 +107,7 @@ class FeatureOptions(Request):
     )
 
 
-class TrainingOptions(Request):
+class TrainingOptions(DeviceOptions, WorkOptions):
     """Optimisation, augmentation and where training runs (shared by train and protocol)."""
 
     epochs: int = Field(_T.epochs, description="Maximum number of epochs (early stopping on val/loss).")
@@ -101,12 +131,10 @@ class TrainingOptions(Request):
         "computed once and cached; e.g. 0.1 fine-tunes, best on CUDA).",
     )
     seed: int = Field(_T.seed, description="Random seed (split or folds, initialisation, batches).")
-    device: str = Field("auto", description="auto (CUDA when present), cpu, cuda or cuda:N.")
     feature_backend: Literal["auto", "torch", "librosa"] = Field(
         "auto", description="Log-mel path: auto (torch on CUDA, librosa on CPU), torch or librosa."
     )
     experiment: str = Field(DEFAULT_EXPERIMENT, description="MLflow experiment name.")
-    work_dir: str = Field("work", description="Folder for downloads, manifests, the log-mel cache and checkpoints.")
 
     def config_options(self) -> dict[str, Any]:
         """The fields that are :class:`PipelineConfig` options (flat names, as ``from_options`` takes them)."""
@@ -121,19 +149,9 @@ RUN_FIELDS = frozenset(
 """Request fields that say where and how a run goes, not what model it trains (not :class:`PipelineConfig`)."""
 
 
-class TrainRequest(FeatureOptions, TrainingOptions):
+class TrainRequest(FeatureOptions, TrainingOptions, DownloadRequest):
     """``train-flow``: download, split, features, training of one zoo architecture, test evaluation, registration."""
 
-    source: str = Field(
-        GTZAN_URL,
-        description="HTTPS/HTTP archive URL (default: public GTZAN mirror, SHA-256 pinned), s3://bucket/key, "
-        "local .tar.gz/.zip, or a local folder.",
-    )
-    sha256: str = Field(
-        "",
-        description="Expected SHA-256 (64 hex digits) of a --source archive; empty: none (GTZAN_URL is pinned). "
-        "Without one, an interrupted download restarts from byte 0.",
-    )
     split: Literal["auto", "filtered", "index", "stratified"] = Field(
         _S.method,
         description="Track-level split: auto (filtered when the full GTZAN is present, else stratified), filtered, "
@@ -197,8 +215,8 @@ class ProtocolRequest(FeatureOptions, TrainingOptions):
         return self
 
 
-class ScoreRequest(Request):
-    """``batch-score-flow``: label new or changed music files with a registered model (reruns skip what is done)."""
+class LibraryOptions(Request):
+    """A music library, where its results go, and the model that labels it (score, serve, deploy)."""
 
     library: list[str] = Field(
         description="Folder or s3://bucket/prefix of music, scanned recursively (repeat for several).", min_length=1
@@ -209,6 +227,11 @@ class ScoreRequest(Request):
     model_uri: str = Field(
         DEFAULT_MODEL_URI, description="MLflow model URI; the concrete version is recorded with every result."
     )
+
+
+class ScoreRequest(DeviceOptions, LibraryOptions):
+    """``batch-score-flow``: label new or changed music files with a registered model (reruns skip what is done)."""
+
     top_k: int = Field(3, description="Genres listed per track, best first.")
     uncertain_below: float = Field(
         UNCERTAIN_BELOW,
@@ -234,7 +257,6 @@ class ScoreRequest(Request):
     results_uri: str = Field(
         "", description="Also copy the results tables to s3://bucket/prefix (for a team or other machines)."
     )
-    device: str = Field("auto", description="auto (CUDA when present), cpu, cuda or cuda:N.")
 
     @model_validator(mode="after")
     def _valid_scoring(self) -> ScoreRequest:
@@ -246,14 +268,27 @@ class ScoreRequest(Request):
         return self.options("top_k", "uncertain_below", "timeline", "max_duration_s")
 
 
+class DeploymentRequest(LibraryOptions):
+    """``train-flow/<name>`` (on demand) and ``batch-score-flow/<name>`` (on a schedule) of a library (serve, deploy)."""
+
+    name: str = Field(DEFAULT_DEPLOYMENT, description="Deployment name: train-flow/<name> and batch-score-flow/<name>.")
+    cron: str = Field(NIGHTLY_CRON, description="Cron schedule of batch-score-flow (default: nightly at 02:00).")
+    timezone: str = Field("UTC", description="Timezone of the cron schedule (IANA name).")
+    train_source: str | None = Field(None, description="Default --source of the train-flow deployment.")
+
+
 REQUESTS: dict[str, type[Request]] = {"train": TrainRequest, "score": ScoreRequest, "protocol": ProtocolRequest}
-"""CLI command -> its request."""
+"""Flow command (and MLproject entry point) -> its request."""
+COMMANDS: dict[str, type[Request]] = (
+    REQUESTS | {"download": DownloadRequest} | dict.fromkeys(("serve", "deploy"), DeploymentRequest)
+)
+"""Every CLI command built from a request -> that request."""
 
 
 def field_names(request: type[Request]) -> list[str]:
-    """The request's fields, its own first, then the shared groups' (the order of ``--help`` and MLproject)."""
-    own = [n for n in request.model_fields if n in request.__annotations__]
-    return own + [n for n in request.model_fields if n not in own]
+    """The request's fields: required ones, its own, then the shared groups' (the order of ``--help`` and MLproject)."""
+    fields = request.model_fields
+    return sorted(fields, key=lambda n: (not fields[n].is_required(), n not in request.__annotations__))
 
 
 def choices(annotation: Any) -> tuple[str, ...] | None:

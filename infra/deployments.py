@@ -18,6 +18,7 @@ from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.exceptions import ObjectAlreadyExists
 from prefect.schedules import Cron
 
+from crnn.requests import DEFAULT_DEPLOYMENT, NIGHTLY_CRON
 from infra.redact import MASK, SECRET_URIS_ENV, conceal
 
 log = logging.getLogger(__name__)
@@ -25,9 +26,6 @@ log = logging.getLogger(__name__)
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TRAIN_ENTRYPOINT = "flows/train_flow.py:train_flow"
 SCORE_ENTRYPOINT = "flows/batch_score_flow.py:batch_score_flow"
-DEFAULT_DEPLOYMENT = "default"
-NIGHTLY_CRON = "0 2 * * *"
-"""Batch scoring every night at 02:00 (in the deployment's timezone)."""
 DEFAULT_POOL = "genre-crnn"
 
 

@@ -112,9 +112,9 @@ def test_deployments_on_a_process_work_pool(stack: dict) -> None:
          str(root / "scores"), "--pool", "ci-pool", "--name", "ci", "--train-source", str(root / "slice"))  # fmt: skip
     inspect = _cli(env, str(BIN / "prefect"), "deployment", "inspect", "batch-score-flow/ci").stdout
     assert "'cron': '0 2 * * *'" in inspect and "ci-pool" in inspect
-    train = _cli(env, str(BIN / "prefect"), "deployment", "inspect", "train-flow/ci").stdout
-    assert "'parameters': {'request': {'source':" in train  # the deployment's part of the request
-    assert "Maximum number of epochs (early stopping on val/loss)." in train  # the run form's help, from the request
+    train = "".join(_cli(env, str(BIN / "prefect"), "deployment", "inspect", "train-flow/ci").stdout.split())
+    assert "'parameters':{'request':{'source':" in train  # the deployment's part of the request
+    assert "Maximumnumberofepochs(earlystoppingonval/loss)." in train  # the run form's help, from the request
 
     with _process([str(BIN / "prefect"), "worker", "start", "--pool", "ci-pool"], env, root / "worker.log"):
         # a partial request: the deployment's source (--train-source) stays
