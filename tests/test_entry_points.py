@@ -11,20 +11,11 @@ import yaml
 from typer.testing import CliRunner
 
 from crnn.config import PipelineConfig
-from crnn.requests import (
-    COMMANDS,
-    FLAGS,
-    MLPROJECT_ENTRY_POINTS,
-    REQUESTS,
-    ProtocolRequest,
-    ScoreRequest,
-    TrainRequest,
-    choices,
-    mlproject,
-)
+from crnn.requests import COMMANDS, FLAGS, REQUESTS, ProtocolRequest, ScoreRequest, TrainRequest, choices
 from flows.batch_score_flow import batch_score_flow
 from flows.protocol_flow import protocol_flow
 from flows.train_flow import train_flow
+from infra.mlproject import MLPROJECT_ENTRY_POINTS, mlproject
 from typer_cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,7 +28,7 @@ def cli_params(command: str) -> dict[str, object]:
 
 
 def test_the_committed_mlproject_is_the_generated_one() -> None:
-    assert (ROOT / "MLproject").read_text() == mlproject(), "run: .venv/bin/python -m crnn.requests > MLproject"
+    assert (ROOT / "MLproject").read_text() == mlproject(), "run: .venv/bin/python -m infra.mlproject > MLproject"
 
 
 def test_mlproject_has_an_entry_point_per_flow_command() -> None:
