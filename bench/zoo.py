@@ -22,7 +22,8 @@ import torch
 
 from crnn.atomic import write_text_atomic
 from crnn.config import PROTOCOL_MODELS, UNCERTAIN_BELOW, TrainConfig, zoo_entry
-from flows.protocol_flow import CROSS_ARTIST_SOURCE, TRAIN_SOURCE, protocol_flow
+from crnn.requests import CROSS_ARTIST_SOURCE, TRAIN_SOURCE, ProtocolRequest
+from flows.protocol_flow import protocol_flow
 
 COLUMNS = [
     "model", "seed", "parameters", "cross_artist_accuracy", "cross_artist_macro_f1", "cross_artist_ece",
@@ -52,11 +53,11 @@ def hardware(device: str) -> str:
 
 def run_model(model: str, seed: int, args: argparse.Namespace) -> dict:
     """One protocol-flow run; its summary as a table row."""
-    s = protocol_flow(
+    s = protocol_flow(ProtocolRequest(
         source=args.source, cross_artist=args.cross_artist, work_dir=args.work_dir, model=model,
         folds=args.folds, epochs=args.epochs, mixup_alpha=args.mixup_alpha, seed=seed, device=args.device,
         experiment=args.experiment,
-    )  # fmt: skip
+    ))  # fmt: skip
     return {
         "model": model,
         "seed": seed,

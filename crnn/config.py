@@ -124,6 +124,9 @@ baseline, and the architecture of checkpoints written before the model zoo."""
 PRETRAINED_CHECKPOINTS = ("MSD_musicnn", "MTT_musicnn")
 """musicnn checkpoints the ``musicnn-*`` models start from (``crnn.musicnn.CHECKPOINTS``)."""
 
+TOP_K = 3
+"""Default number of genres scoring lists per track, best first."""
+
 UNCERTAIN_BELOW = 0.75
 """Default confidence threshold of scoring: a track whose top probability is below it is ``uncertain`` and not
 tagged. Chosen on the cross-artist clips for the default ``musicnn-linear`` (3 seeds, bench/RESULTS.md): the

@@ -12,7 +12,7 @@ from typing import TypeVar
 import numpy as np
 
 from crnn.audio import load_audio
-from crnn.config import UNCERTAIN_BELOW, FeatureConfig
+from crnn.config import TOP_K, UNCERTAIN_BELOW, FeatureConfig, check_scoring_options
 from crnn.features import scored_segment_starts
 from crnn.inference import predict_waveform
 from crnn.models import GenreNet
@@ -119,7 +119,7 @@ def summarize(
     cfg: FeatureConfig,
     *,
     labels: Sequence[str],
-    top_k: int = 3,
+    top_k: int = TOP_K,
     uncertain_below: float = UNCERTAIN_BELOW,
     timeline: bool = False,
     truncated: bool = False,
@@ -142,10 +142,7 @@ def summarize(
     """
     if len(labels) != track_probs.shape[-1]:
         raise ValueError(f"{len(labels)} labels for {track_probs.shape[-1]} class probabilities")
-    if top_k < 1:
-        raise ValueError(f"top_k must be >= 1, got {top_k}")
-    if not 0.0 <= uncertain_below <= 1.0:
-        raise ValueError(f"uncertain_below must be in [0, 1], got {uncertain_below}")
+    check_scoring_options(top_k, uncertain_below, None)
     order = np.argsort(-track_probs, kind="stable")[:top_k]
     best = int(order[0])
     segments = None

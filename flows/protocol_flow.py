@@ -6,16 +6,10 @@ from pathlib import Path
 
 from prefect import flow, unmapped
 
-from crnn.config import (
-    ModelConfig,
-    PipelineConfig,
-    SplitConfig,
-    TrainConfig,
-    protocol_config,
-    zoo_entry,
-)
+from crnn.config import PipelineConfig, zoo_entry
+from crnn.requests import ProtocolRequest
+from flows.parameters import Deployed
 from flows.runners import task_runner
-from infra.tracking import DEFAULT_EXPERIMENT
 from tasks.download import download_dataset
 from tasks.evaluate import evaluate_test
 from tasks.features import compute_log_mels, plan_log_mels, summarize_log_mels
@@ -30,18 +24,6 @@ from tasks.protocol import (
 )
 from tasks.tracking import end_mlflow_run
 from tasks.train import train_crnn
-
-_M, _T, _S = ModelConfig(), TrainConfig(), SplitConfig()
-TRAIN_SOURCE = "../shared/data/gtzan_mini"
-"""The training collection on these machines: GTZAN tracks 00000-00012 of every genre (few artists)."""
-CROSS_ARTIST_SOURCE = "../shared/data/gtzan_excerpts"
-"""The cross-artist clips on these machines: 2-3 s excerpts of GTZAN tracks 00031-00040 (mostly other artists)."""
-
-
-RUN_OPTIONS = frozenset(
-    {"source", "cross_artist", "work_dir", "model", "folds", "device", "feature_backend", "experiment"}
-)
-"""protocol-flow parameters that are not part of the evaluated model's :class:`PipelineConfig`."""
 
 
 @flow(name="protocol-evaluation", log_prints=True)
@@ -74,56 +56,36 @@ def protocol_evaluation(
 
 
 @flow(name="protocol-flow", log_prints=True, task_runner=task_runner(2))
-def protocol_flow(
-    source: str = TRAIN_SOURCE,
-    cross_artist: str = CROSS_ARTIST_SOURCE,
-    work_dir: str = "work",
-    model: str = _M.architecture,
-    folds: int = 5,
-    val_fraction: float = _S.val_fraction,
-    sample_rate: int | None = None,
-    n_fft: int | None = None,
-    hop_length: int | None = None,
-    n_mels: int | None = None,
-    segment_s: float | None = None,
-    overlap_s: float | None = None,
-    max_segments: int | None = None,
-    epochs: int = _T.epochs,
-    batch_size: int = _T.batch_size,
-    learning_rate: float = _T.learning_rate,
-    patience: int = _T.patience,
-    freq_mask: int = _T.freq_mask,
-    time_mask: int = _T.time_mask,
-    mixup_alpha: float = _T.mixup_alpha,
-    pretrained: str = _M.pretrained,
-    pretrained_lr_scale: float = _T.pretrained_lr_scale,
-    seed: int = _T.seed,
-    device: str = "auto",
-    feature_backend: str = "auto",
-    experiment: str = DEFAULT_EXPERIMENT,
-) -> dict:
-    """Evaluate ``model`` (a zoo architecture or ``mfcc-logreg``): train on ``source``, test on ``cross_artist``, then k-fold.
+def protocol_flow(request: Deployed[ProtocolRequest]) -> dict:
+    """Evaluate ``request.model`` (a zoo architecture or ``mfcc-logreg``): train on ``source``, test on ``cross_artist``, then k-fold.
 
     The parent MLflow run holds the summary (``cross_artist/*``, ``kfold/*_mean``/``_std``,
     ``train_seconds``, ``speed/tracks_per_s``); each evaluation is a nested run with ``test/*``.
     """
-    options = {k: v for k, v in locals().items() if k not in RUN_OPTIONS}
-    cfg = protocol_config(model, **options)
-    work = Path(work_dir)
+    cfg, model, device, backend = request.pipeline_config(), request.model, request.device, request.feature_backend
+    source, cross_artist, folds, val_fraction = (
+        request.source,
+        request.cross_artist,
+        request.folds,
+        request.val_fraction,
+    )
+    work = Path(request.work_dir)
     dataset, cross = download_dataset(source, str(work)), download_dataset(cross_artist, str(work))
-    plan = plan_protocol(dataset["manifest"], cross["manifest"], folds, val_fraction, seed, str(work / "protocol"))
+    plan = plan_protocol(
+        dataset["manifest"], cross["manifest"], folds, val_fraction, request.seed, str(work / "protocol")
+    )
     cfg = cfg.with_labels(plan["labels"])  # the classes come from the data
     cache_root = str(work / "features")
     planned = plan_log_mels(plan["all"], cfg.features, cache_root)
     chunks = compute_log_mels.map(
         planned["chunks"], cfg=unmapped(cfg.features), cache_root=unmapped(cache_root),
-        backend=unmapped(feature_backend), device=unmapped(device),
+        backend=unmapped(backend), device=unmapped(device),
     )  # fmt: skip
-    summarize_log_mels(planned, chunks, feature_backend, device)
+    summarize_log_mels(planned, chunks, backend, device)
     info = {"source": source, "cross_artist": cross_artist, "folds": folds, "val_fraction": val_fraction}
     info |= {"tracks": plan["tracks"], "cross_artist_clips": plan["cross_tracks"], "device": device}
-    parent = start_protocol_run(cfg, model, info, experiment)
-    context = {"info": info, "experiment": experiment, "device": device, "manifest": dataset["manifest"]}
+    parent = start_protocol_run(cfg, model, info, request.experiment)
+    context = {"info": info, "experiment": request.experiment, "device": device, "manifest": dataset["manifest"]}
     context["weights"] = prepare_pretrained(cfg, str(work)) if zoo_entry(model).is_network else None
     try:
         results = [

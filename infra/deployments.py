@@ -18,6 +18,7 @@ from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.exceptions import ObjectAlreadyExists
 from prefect.schedules import Cron
 
+from crnn.requests import DEFAULT_DEPLOYMENT, NIGHTLY_CRON
 from infra.redact import MASK, SECRET_URIS_ENV, conceal
 
 log = logging.getLogger(__name__)
@@ -25,9 +26,6 @@ log = logging.getLogger(__name__)
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TRAIN_ENTRYPOINT = "flows/train_flow.py:train_flow"
 SCORE_ENTRYPOINT = "flows/batch_score_flow.py:batch_score_flow"
-DEFAULT_DEPLOYMENT = "default"
-NIGHTLY_CRON = "0 2 * * *"
-"""Batch scoring every night at 02:00 (in the deployment's timezone)."""
 DEFAULT_POOL = "genre-crnn"
 
 
@@ -37,13 +35,19 @@ def _flows():
 
 
 def _score_parameters(library: list[str], output_dir: str, model_uri: str | None) -> dict:
-    params: dict = {"library": [conceal(r) for r in library], "output_dir": output_dir}
-    return params | ({"model_uri": model_uri} if model_uri else {})
+    fields: dict = {"library": [conceal(r) for r in library], "output_dir": output_dir}
+    return {"request": fields | ({"model_uri": model_uri} if model_uri else {})}
 
 
 def _train_parameters(parameters: dict | None) -> dict:
-    params = dict(parameters or {})
-    return params | ({"source": conceal(params["source"])} if "source" in params else {})
+    fields = dict(parameters or {})
+    return {"request": fields | ({"source": conceal(fields["source"])} if "source" in fields else {})}
+
+
+SCHEMA_CHECK = {"enforce_parameter_schema": False}
+"""A run may give some fields of the request (``{"request": {"top_k": 2}}``); the server would check that
+part alone against the schema and miss the deployment's ``library``. The flow completes it from the
+deployment's request (``flows.parameters.Deployed``) and validates the whole."""
 
 
 def runner_deployments(
@@ -59,11 +63,12 @@ def runner_deployments(
     """``train-flow/<name>`` (on demand) and ``batch-score-flow/<name>`` (on ``cron``) for :func:`prefect.serve`."""
     train, score = _flows()
     return [
-        train.to_deployment(name=name, parameters=_train_parameters(train_parameters)),
+        train.to_deployment(name=name, parameters=_train_parameters(train_parameters), **SCHEMA_CHECK),
         score.to_deployment(
             name=name,
             parameters=_score_parameters(library, output_dir, model_uri),
             schedules=[Cron(cron, timezone=timezone)],
+            **SCHEMA_CHECK,
         ),
     ]
 
@@ -103,7 +108,7 @@ def deploy_to_pool(
     if MASK in f"{train_parameters} {score_parameters}":
         log.warning("deployment parameters hold redacted URIs: set %s for the worker (see README)", SECRET_URIS_ENV)
     jobs = {"env": {"GENRE_CRNN_DASK": dask}} if dask else {}
-    common = {"work_pool_name": pool, "job_variables": jobs, "print_next_steps": False}
+    common = {"work_pool_name": pool, "job_variables": jobs, "print_next_steps": False, **SCHEMA_CHECK}
     ids = [
         train.deploy(name=name, parameters=train_parameters, **common),
         score.deploy(

@@ -22,13 +22,12 @@ from mlflow.types.schema import Array, ColSpec, Schema
 
 from crnn import GENRES, promotion
 from crnn.promotion import SELECTION_METRIC, Challenger, ChampionEvidence, Decision
+from crnn.requests import CHALLENGER, CHAMPION, MODEL_NAME  # noqa: F401 - registry.MODEL_NAME for callers
 from infra.requirements import model_requirements
 from infra.tracking import SPLIT_ARTIFACT_DIR
 
 log = logging.getLogger(__name__)
 
-MODEL_NAME = "genre-crnn"
-CHAMPION, CHALLENGER = "champion", "challenger"
 LABELS_TAG = "labels"
 """Version tag holding the JSON list of labels the version predicts, in output order."""
 _PROJECT_ROOT = Path(__file__).resolve().parent.parent

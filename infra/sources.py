@@ -26,10 +26,10 @@ import urllib3
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from crnn.audio import file_sha256
+from crnn.requests import GTZAN_URL
 from infra.redact import RedactFilter, redact
 from infra.storage import S3UriError, commit, fsync_dir, s3_client, split_s3_uri
 
-GTZAN_URL = "https://huggingface.co/datasets/marsyas/gtzan/resolve/main/data/genres.tar.gz"
 GTZAN_SHA256 = "24347e0223d2ba798e0a558c4c172d9d4a19c00bb7963fe055d183dadb4ef2c6"  # genres.tar.gz, as torchaudio pins
 
 Progress = Callable[[int, int | None], None]

@@ -18,11 +18,11 @@ from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
+from crnn.requests import DEFAULT_EXPERIMENT
 from infra.redact import redact
 
 log = logging.getLogger(__name__)
 
-DEFAULT_EXPERIMENT = "genre-crnn"
 SPLIT_ARTIFACT_DIR = "data"
 """Run artifact folder holding the split table (``split-*.csv``) and the exclusion list."""
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from crnn.requests import DEFAULT_RESULT_FORMATS
 from infra.storage import atomic_path, s3_client
 from scoring.store import RESULT_COLUMNS
 
@@ -19,8 +20,8 @@ ResultsWriter = Callable[["ResultRows", Path], None]
 FORMATS: dict[str, ResultsWriter] = {}
 """Results formats by name; the name is also the file suffix (``results.<name>``). Add one with :func:`results_format`."""
 
-DEFAULT_FORMATS = ("csv", "jsonl")
-"""What ``score`` writes unless told otherwise."""
+DEFAULT_FORMATS = DEFAULT_RESULT_FORMATS
+"""What ``score`` writes unless told otherwise (declared with the score request's options)."""
 
 
 def results_format(name: str) -> Callable[[ResultsWriter], ResultsWriter]:

@@ -19,6 +19,7 @@ from mlflow.tracking import MlflowClient
 
 from bench.transcode import ALL_FORMATS, BROKEN_FILES, transcode, write_broken
 from crnn.audio import load_audio
+from crnn.requests import ScoreRequest
 from flows.batch_score_flow import batch_score_flow
 from infra import registry
 from scoring import tags
@@ -49,7 +50,7 @@ def library(library_template: Path, tmp_path: Path) -> Path:
 
 
 def _score(library: Path, out: Path, **options) -> dict:
-    return batch_score_flow(library=[str(library)], output_dir=str(out), **options)
+    return batch_score_flow(ScoreRequest(library=[str(library)], output_dir=str(out), **options))
 
 
 def _rows(out: Path) -> pd.DataFrame:
@@ -200,7 +201,9 @@ def test_s3_library(prefect_harness, use_champion, library, tmp_path, s3):
     ]:
         s3.upload_file(str(path), "music", f"lib/{path.parent.name}/{path.name}")
     out = tmp_path / "scores"
-    first = batch_score_flow(library=["s3://music/lib"], output_dir=str(out), results_uri="s3://music/results")
+    first = batch_score_flow(
+        ScoreRequest(library=["s3://music/lib"], output_dir=str(out), results_uri="s3://music/results")
+    )
     assert first["counts"] == {"scored": 2, "unchanged": 0, "failed": 1}
     published = {o["Key"] for o in s3.list_objects_v2(Bucket="music", Prefix="results/")["Contents"]}
     assert {
@@ -214,7 +217,7 @@ def test_s3_library(prefect_harness, use_champion, library, tmp_path, s3):
         "s3://music/lib/blues/blues.00000.m4a",
         "s3://music/lib/incoming/garbage.mp3",
     }
-    assert batch_score_flow(library=["s3://music/lib"], output_dir=str(out))["counts"]["scored"] == 0
+    assert batch_score_flow(ScoreRequest(library=["s3://music/lib"], output_dir=str(out)))["counts"]["scored"] == 0
 
 
 def test_mlflow_run_score_entry_point(use_champion, library, tmp_path):

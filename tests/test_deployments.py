@@ -112,12 +112,18 @@ def test_deployments_on_a_process_work_pool(stack: dict) -> None:
          str(root / "scores"), "--pool", "ci-pool", "--name", "ci", "--train-source", str(root / "slice"))  # fmt: skip
     inspect = _cli(env, str(BIN / "prefect"), "deployment", "inspect", "batch-score-flow/ci").stdout
     assert "'cron': '0 2 * * *'" in inspect and "ci-pool" in inspect
+    train = "".join(_cli(env, str(BIN / "prefect"), "deployment", "inspect", "train-flow/ci").stdout.split())
+    assert "'parameters':{'request':{'source':" in train  # the deployment's part of the request
+    assert "Maximumnumberofepochs(earlystoppingonval/loss)." in train  # the run form's help, from the request
 
     with _process([str(BIN / "prefect"), "worker", "start", "--pool", "ci-pool"], env, root / "worker.log"):
-        _run_deployment(env, "train-flow/ci", "--param", "epochs=1", "--param", f"work_dir={root / 'work'}")
+        # a partial request: the deployment's source (--train-source) stays
+        _run_deployment(env, "train-flow/ci", "--param", f'request={{"epochs": 1, "work_dir": "{root / "work"}"}}')
         champion = MlflowClient(env["MLFLOW_TRACKING_URI"]).get_model_version_by_alias("genre-crnn", "champion")
         assert str(champion.version) == "1"
-        _run_deployment(env, "batch-score-flow/ci", "--params", '{"top_k": 2}')
+        _run_deployment(
+            env, "batch-score-flow/ci", "--params", '{"request": {"top_k": 2}}'
+        )  # library: the deployment's
 
     rows = pd.read_csv(root / "scores" / "library.csv")
     assert len(rows) == 2 and (rows.status == "scored").all() and (rows.model_version == "genre-crnn/1").all()
@@ -135,6 +141,6 @@ def test_served_deployment(stack: dict) -> None:
         while "batch-score-flow/served" not in _cli(env, str(BIN / "prefect"), "deployment", "ls").stdout:
             assert time.monotonic() < deadline, (root / "serve.log").read_text()[-3000:]
             time.sleep(2)
-        _run_deployment(env, "batch-score-flow/served", "--param", "timeline=true")
+        _run_deployment(env, "batch-score-flow/served", "--param", 'request={"timeline": true}')
     rows = pd.read_json(root / "served" / "library.jsonl", lines=True)
     assert len(rows) == 2 and all(len(t) == n for t, n in zip(rows.timeline, rows.n_segments))

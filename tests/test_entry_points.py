@@ -1,4 +1,4 @@
-"""The ways users launch training agree: CLI options, train-flow parameters and MLproject parameters."""
+"""The ways users launch a run agree: each request's fields are the CLI options, the flow's parameter and MLproject."""
 
 from __future__ import annotations
 
@@ -8,84 +8,149 @@ from pathlib import Path
 import pytest
 import typer.main
 import yaml
+from typer.testing import CliRunner
 
+from crnn.config import PipelineConfig
+from crnn.requests import COMMANDS, FLAGS, REQUESTS, ProtocolRequest, ScoreRequest, TrainRequest, choices
 from flows.batch_score_flow import batch_score_flow
+from flows.protocol_flow import protocol_flow
 from flows.train_flow import train_flow
+from infra.mlproject import MLPROJECT_ENTRY_POINTS, mlproject
 from typer_cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def cli_options(command: str) -> dict[str, object]:
+def cli_params(command: str) -> dict[str, object]:
+    """The click parameters of a ``typer_cli.py`` command, by name."""
     group = typer.main.get_command(app)
-    cmd = group.commands[command]
-    return {p.name: p.default for p in cmd.params if p.name != "help"}
+    return {p.name: p for p in group.commands[command].params if p.name != "help"}
 
 
-def mlproject_parameters(entry_point: str) -> dict[str, dict]:
-    spec = yaml.safe_load((ROOT / "MLproject").read_text())
-    return spec["entry_points"][entry_point]["parameters"]
-
-
-ENTRY_POINTS = {"main": "train", "score": "score", "protocol": "protocol"}
-"""MLproject entry point -> CLI command it runs."""
+def test_the_committed_mlproject_is_the_generated_one() -> None:
+    assert (ROOT / "MLproject").read_text() == mlproject(), "run: .venv/bin/python -m infra.mlproject > MLproject"
 
 
 def test_mlproject_has_an_entry_point_per_flow_command() -> None:
     spec = yaml.safe_load((ROOT / "MLproject").read_text())
-    assert set(spec["entry_points"]) == set(ENTRY_POINTS)
+    assert MLPROJECT_ENTRY_POINTS == {"main": "train", "score": "score", "protocol": "protocol"}
+    assert set(spec["entry_points"]) == set(MLPROJECT_ENTRY_POINTS)
 
 
-@pytest.mark.parametrize("entry_point", sorted(ENTRY_POINTS))
-def test_every_mlproject_parameter_is_a_cli_option_with_the_same_default(entry_point: str) -> None:
-    options, params = cli_options(ENTRY_POINTS[entry_point]), mlproject_parameters(entry_point)
-    assert set(params) <= set(options), set(params) - set(options)
-    for name, spec in params.items():
-        if "default" in spec:  # "auto" in MLproject is the CLI's None (the architecture's default)
-            assert str(spec["default"]) == ("auto" if options[name] is None else str(options[name])), name
-    if entry_point == "main":  # training: every option but the runner choice is reachable through mlflow run
-        assert set(options) - set(params) == {"dask"}
-    elif entry_point == "protocol":
-        assert set(options) == set(params)
-    else:  # scoring: all but the on/off flags, which MLproject cannot pass
-        assert set(options) - set(params) == {"timeline", "retry_failed", "rescore", "dask"}
+CLI_ONLY = {"train": {"dask"}, "score": {"dask"}, "serve": {"dask"}, "deploy": {"pool", "dask"}}
+"""Options of a command that are not fields of its request: how this process runs it."""
 
 
-@pytest.mark.parametrize("entry_point", sorted(ENTRY_POINTS))
-def test_mlproject_command_passes_every_parameter(entry_point: str) -> None:
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_request_field_is_a_cli_option_with_its_default_help_and_type(command: str) -> None:
+    request, params = COMMANDS[command], cli_params(command)
+    assert set(params) - set(request.model_fields) == CLI_ONLY.get(command, set())
+    for name, info in request.model_fields.items():
+        option = params[name]
+        assert option.help == info.description, name
+        assert option.required == info.is_required(), name
+        if not info.is_required():
+            assert option.default == (",".join(info.default) if name in FLAGS else info.default), name
+        kind = str if choices(info.annotation) or name in FLAGS else info.annotation  # checked by the request
+        kind = next((t for t in (int, float, str) if kind == t | None), kind)  # int/float: parsed with "auto" as None
+        assert option.type_descriptor.annotation == kind, (name, option.type_descriptor.annotation)
+        assert option.opts[0] == f"--{FLAGS.get(name, name).replace('_', '-')}", name
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_the_cli_defaults_build_the_requests_defaults(command: str, monkeypatch) -> None:
+    """A command given no options (but the required library) builds the request with its defaults."""
+    import typer_cli
+
+    built, validated = [], typer_cli._validated
+
+    def stop_after_validation(request_type, fields):
+        built.append(validated(request_type, fields))
+        raise typer.Exit()
+
+    monkeypatch.setattr(typer_cli, "_validated", stop_after_validation)
+    given = {"library": ["music"]} if "library" in COMMANDS[command].model_fields else {}
+    result = CliRunner().invoke(app, [command, *(["--library", "music"] if given else [])])
+    assert result.exit_code == 0, result.output
+    assert built == [COMMANDS[command](**given)]
+
+
+@pytest.mark.parametrize("entry_point", sorted(MLPROJECT_ENTRY_POINTS))
+def test_every_mlproject_parameter_is_a_request_field_passed_to_its_option(entry_point: str) -> None:
     spec = yaml.safe_load((ROOT / "MLproject").read_text())["entry_points"][entry_point]
-    assert spec["command"].startswith(f"python typer_cli.py {ENTRY_POINTS[entry_point]} ")
-    for name in spec["parameters"]:
-        assert f"--{name.replace('_', '-')} {{{name}}}" in spec["command"], name
+    command = MLPROJECT_ENTRY_POINTS[entry_point]
+    request = REQUESTS[command]
+    assert spec["command"].startswith(f"python typer_cli.py {command}")
+    flags = {n for n, i in request.model_fields.items() if i.annotation is bool}  # no bare flags in MLproject
+    assert set(spec["parameters"]) == set(request.model_fields) - flags
+    for name, param in spec["parameters"].items():
+        assert f"--{FLAGS.get(name, name).replace('_', '-')} {{{name}}}" in spec["command"], name
+        info = request.model_fields[name]
+        assert param["type"] == ("float" if info.annotation is float else "string"), name  # MLflow has no int type
+        if not info.is_required():
+            default = "auto" if info.default is None else ",".join(info.default) if name in FLAGS else info.default
+            assert str(param["default"]) == str(default), name
 
 
-def test_batch_score_flow_parameters_match_the_cli() -> None:
-    flow_params = {k: v.default for k, v in inspect.signature(batch_score_flow.fn).parameters.items()}
-    options = cli_options("score")
-    assert set(flow_params) == set(options) - {"dask"}  # --dask picks the task runner, not a parameter
-    for name, default in flow_params.items():
-        if isinstance(default, list):  # a list parameter of the flow is comma-separated on the CLI
-            assert ",".join(default) == options[name], name
-        elif default is not inspect.Parameter.empty:
-            assert str(default) == str(options[name]), name
+@pytest.mark.parametrize(
+    ("flow", "request_type"),
+    [(train_flow, TrainRequest), (batch_score_flow, ScoreRequest), (protocol_flow, ProtocolRequest)],
+)
+def test_each_flow_takes_its_request_and_shows_its_fields_in_the_deployment_form(flow, request_type) -> None:
+    from prefect.utilities.callables import parameter_schema
+
+    assert list(inspect.signature(flow.fn).parameters) == ["request"]
+    schema = parameter_schema(flow).model_dump()
+    assert list(schema["properties"]) == ["request"]
+    fields = schema["definitions"][request_type.__name__]["properties"]
+    assert set(fields) == set(request_type.model_fields)
+    for name, info in request_type.model_fields.items():
+        assert fields[name]["description"] == info.description, name
+        if not info.is_required():
+            assert fields[name]["default"] == info.default, name
+    minimal = {"library": ["m"]} if request_type is ScoreRequest else {}
+    assert flow.validate_parameters({"request": minimal})["request"] == request_type(**minimal)
 
 
-def test_protocol_flow_parameters_match_the_cli() -> None:
-    from flows.protocol_flow import protocol_flow
+def test_a_partial_request_of_a_deployment_run_keeps_the_deployments_other_fields(monkeypatch) -> None:
+    import flows.parameters
 
-    flow_params = {k: v.default for k, v in inspect.signature(protocol_flow.fn).parameters.items()}
-    options = cli_options("protocol")
-    assert set(flow_params) == set(options)
-    for name, default in flow_params.items():
-        assert str(default) == str(options[name]), name
+    stored = {"library": ["/srv/music"], "output_dir": "/srv/scores", "top_k": 5}
+    monkeypatch.setattr(flows.parameters, "stored_request", lambda: stored)
+    request = batch_score_flow.validate_parameters({"request": {"top_k": 2, "tags": "write"}})["request"]
+    assert (request.library, request.output_dir, request.top_k, request.tags) == (
+        ["/srv/music"],
+        "/srv/scores",
+        2,
+        "write",
+    )
+    direct = ScoreRequest(library=["music"])
+    assert batch_score_flow.validate_parameters({"request": direct})["request"] == direct  # a direct call: as given
+    monkeypatch.setattr(flows.parameters, "stored_request", lambda: None)
+    assert batch_score_flow.validate_parameters({"request": {"library": ["m"]}})["request"].output_dir == "scores"
 
 
-def test_train_flow_parameters_match_the_cli() -> None:
-    flow_params = {k: v.default for k, v in inspect.signature(train_flow.fn).parameters.items()}
-    options = cli_options("train")
-    assert set(flow_params) == set(options) - {"dask"}
-    for name, default in flow_params.items():
-        assert str(default) == str(options[name]), name
+def test_feature_and_training_defaults_come_from_the_config_dataclasses() -> None:
+    from crnn.config import ModelConfig, SplitConfig, TrainConfig
+
+    train, protocol = TrainRequest(), ProtocolRequest()
+    for request in (train, protocol):
+        for name in ("epochs", "batch_size", "learning_rate", "patience", "freq_mask", "time_mask", "mixup_alpha"):
+            assert getattr(request, name) == getattr(TrainConfig(), name), name
+        assert (request.seed, request.pretrained) == (TrainConfig().seed, ModelConfig().pretrained)
+        assert request.val_fraction == SplitConfig().val_fraction
+    assert train.pipeline_config() == PipelineConfig()  # None feature fields: the architecture's preprocessing
+    assert (train.architecture, train.split) == (ModelConfig().architecture, SplitConfig().method)
+
+
+def test_the_request_module_is_light() -> None:
+    """The CLI imports the requests at start-up: no torch, Prefect, MLflow or Typer behind them."""
+    import subprocess
+    import sys
+
+    code = "import sys, crnn.requests; print(sorted({'torch', 'prefect', 'mlflow', 'typer'} & set(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
 
 
 # A valid non-default value for every train-flow option that belongs to the PipelineConfig.
@@ -115,13 +180,12 @@ NON_DEFAULTS = {
 }
 
 
-def test_every_config_option_of_train_flow_reaches_the_pipeline_config() -> None:
+def test_every_config_option_of_the_train_request_reaches_the_pipeline_config() -> None:
     from crnn.config import flatten
-    from flows.train_flow import RUN_OPTIONS, PipelineConfig
 
-    config_options = set(inspect.signature(train_flow.fn).parameters) - RUN_OPTIONS
-    assert config_options == set(NON_DEFAULTS)
-    flat = flatten(PipelineConfig.from_options(**NON_DEFAULTS).to_dict())
+    request = TrainRequest(**NON_DEFAULTS)
+    assert set(request.config_options()) == set(NON_DEFAULTS)
+    flat = flatten(request.pipeline_config().to_dict())
     for name, value in NON_DEFAULTS.items():
         key = "split.method" if name == "split" else next(k for k in flat if k.endswith(f".{name}"))
         assert flat[key] == value, name
@@ -131,8 +195,6 @@ def test_every_config_option_of_train_flow_reaches_the_pipeline_config() -> None
 def test_download_checks_the_sha256_option(tmp_path) -> None:
     """`download --sha256` reaches the dataset source: a wrong digest stops before any flow runs."""
     import tarfile
-
-    from typer.testing import CliRunner
 
     from infra.sources import DatasetSourceError
 
@@ -167,6 +229,7 @@ def _cli(args: list[str], cwd: Path, **env: str):
         (["score", "--library", "/nonexistent/music"], "no such file or folder: /nonexistent/music"),
         (["score", "--library", ".", "--top-k", "0"], "top_k must be >= 1, got 0"),
         (["score", "--library", ".", "--tags", "wirte"], "must be off, dry-run or write, got 'wirte'"),
+        (["train", "--max-segments", "2.5"], "expected an integer or auto, got '2.5'"),
         (["score", "--library", ".", "--format", "csv,xlsx"], "unknown format xlsx; known: csv,jsonl"),
         (["protocol", "--folds", "1"], "need at least 2 folds, got 1"),
     ],
@@ -174,7 +237,7 @@ def _cli(args: list[str], cwd: Path, **env: str):
 def test_a_bad_option_is_a_usage_error_before_anything_starts(tmp_path, args, message) -> None:
     done = _cli(args, tmp_path)
     assert done.returncode == 2, done.stderr[-2000:]
-    assert message in " ".join(done.stderr.split()) and "Traceback" not in done.stderr
+    assert message in " ".join(done.stderr.replace("│", " ").split()) and "Traceback" not in done.stderr  # unwrapped
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "work").exists()  # nothing started
 
 

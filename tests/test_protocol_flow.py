@@ -10,6 +10,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from crnn import GENRES
+from crnn.requests import ProtocolRequest, TrainRequest
 
 pytestmark = pytest.mark.slow
 
@@ -43,7 +44,9 @@ def test_architecture_trains_evaluates_registers_and_scores(
 ) -> None:
     from flows.train_flow import train_flow
 
-    result = train_flow(source=str(mini_slice), work_dir=str(tmp_path / "work"), architecture=architecture, **FAST)
+    result = train_flow(
+        TrainRequest(source=str(mini_slice), work_dir=str(tmp_path / "work"), architecture=architecture, **FAST)
+    )
     run = MlflowClient().get_run(result["run_id"])
     assert run.data.params["model.architecture"] == architecture
     assert int(run.data.params["model.parameters"]) > 0
@@ -63,10 +66,10 @@ def test_protocol_flow_logs_a_parent_and_nested_runs_with_the_same_names_for_eve
     client = MlflowClient()
     names = {}
     for model in ("mfcc-logreg", "parallel-cnn-bilstm"):
-        summary = protocol_flow(
+        summary = protocol_flow(ProtocolRequest(
             source=str(mini_slice), cross_artist=str(excerpts_slice), work_dir=str(tmp_path / "work"),
             model=model, folds=2, **FAST,
-        )  # fmt: skip
+        ))  # fmt: skip
         parent = client.get_run(summary["run_id"])
         assert parent.data.params["protocol.model"] == model and parent.data.params["protocol.folds"] == "2"
         assert "artist-confounded" in parent.data.tags["protocol.kfold"]

@@ -145,8 +145,8 @@ def test_the_cli_hands_flows_redacted_uris(command, flow, args, tmp_path, monkey
     secrets = {"SECRET": f"http://user:{PASSWORD}@h/x.tar.gz", "SECRET2": f"s3://b/p?X-Amz-Signature={TOKEN}"}
     seen: dict = {}
 
-    def stand_in(**params):
-        seen.update(params)
+    def stand_in(request):
+        seen.update(request.model_dump())
         raise _Captured
 
     module, name = flow.rsplit(".", 1)
@@ -169,6 +169,7 @@ def test_deployments_store_redacted_uris(monkeypatch):
     monkeypatch.setenv(SECRET_URIS_ENV, "")
     library, source = f"s3://b/music?token={TOKEN}", f"http://user:{PASSWORD}@h/x.tar.gz"
     train, score = runner_deployments([library], "scores", train_parameters={"source": source, "epochs": 2})
-    assert train.parameters == {"source": redact(source), "epochs": 2}
-    assert score.parameters["library"] == [redact(library)]
-    assert reveal(train.parameters["source"]) == source and reveal(score.parameters["library"][0]) == library
+    train_request, score_request = train.parameters["request"], score.parameters["request"]
+    assert train_request == {"source": redact(source), "epochs": 2}
+    assert score_request["library"] == [redact(library)]
+    assert reveal(train_request["source"]) == source and reveal(score_request["library"][0]) == library

@@ -11,6 +11,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from crnn import GENRES
+from crnn.requests import TrainRequest
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +34,7 @@ def gtzan_slice(gtzan_mini: Path, tmp_path: Path) -> Path:
 def test_train_flow_registers_a_champion_and_reuses_features(prefect_harness, mlflow_store, gtzan_slice, tmp_path):
     from flows.train_flow import train_flow
 
-    first = train_flow(source=str(gtzan_slice), work_dir=str(tmp_path / "work"), **FAST)
+    first = train_flow(TrainRequest(source=str(gtzan_slice), work_dir=str(tmp_path / "work"), **FAST))
 
     client = MlflowClient()
     run = client.get_run(first["run_id"])
@@ -62,7 +63,7 @@ def test_train_flow_registers_a_champion_and_reuses_features(prefect_harness, ml
 
     # A second run with another seed: features come from the cache; the new test split holds
     # tracks the champion trained on, so the two cannot be compared and the champion stays.
-    second = train_flow(source=str(gtzan_slice), work_dir=str(tmp_path / "work"), seed=7, **FAST)
+    second = train_flow(TrainRequest(source=str(gtzan_slice), work_dir=str(tmp_path / "work"), seed=7, **FAST))
     assert second["features"] == second["features"] | {"computed": 0, "cached": 30}
     decision = second["registry"]
     assert decision["version"] == "2" and not decision["promoted"]
@@ -76,7 +77,7 @@ def test_registered_model_scores_paths_and_waveforms(prefect_harness, mlflow_sto
     from crnn.audio import load_audio
     from flows.train_flow import train_flow
 
-    train_flow(source=str(gtzan_slice), work_dir=str(tmp_path / "work"), **FAST)
+    train_flow(TrainRequest(source=str(gtzan_slice), work_dir=str(tmp_path / "work"), **FAST))
     model = mlflow.pyfunc.load_model("models:/genre-crnn@champion")
     track = gtzan_mini / "rock" / "rock.00009.wav"
     by_path = model.predict(pd.DataFrame({"path": [str(track)]}))
