@@ -85,24 +85,21 @@ def test_import_collector_sees_every_form() -> None:
 
 @pytest.mark.parametrize("path", py_files("crnn"), ids=lambda p: str(p.relative_to(ROOT)))
 def test_crnn_imports_no_orchestration_or_tracking(path: Path) -> None:
-    bad = [
-        f"{path.relative_to(ROOT)}:{line}: {module}"
-        for module, _, line in imports(path.read_text())
-        if root_of(module) in CRNN_FORBIDDEN
-    ]
+    bad = bad_imports(path, lambda module, _: root_of(module) in CRNN_FORBIDDEN)
     assert not bad, "crnn/ must not import orchestration, tracking or the CLI:\n" + "\n".join(bad)
 
 
 @pytest.mark.parametrize("path", py_files("crnn"), ids=lambda p: str(p.relative_to(ROOT)))
 def test_crnn_imports_only_the_stdlib_and_its_allowed_packages(path: Path) -> None:
-    bad = [
-        f"{path.relative_to(ROOT)}:{line}: {module}"
-        for module, _, line in imports(path.read_text())
-        if not module.startswith(".")
-        and module != "__future__"
-        and root_of(module) not in sys.stdlib_module_names
-        and root_of(module) not in CRNN_ALLOWED_ROOTS
-    ]
+    bad = bad_imports(
+        path,
+        lambda module, _: (
+            not module.startswith(".")
+            and module != "__future__"
+            and root_of(module) not in sys.stdlib_module_names
+            and root_of(module) not in CRNN_ALLOWED_ROOTS
+        ),
+    )
     assert not bad, f"crnn/ may import only the stdlib and {sorted(CRNN_ALLOWED_ROOTS)}:\n" + "\n".join(bad)
 
 
@@ -141,11 +138,7 @@ def test_infra_does_not_import_the_layers_above(path: Path) -> None:
 
 @pytest.mark.parametrize("path", py_files("tasks"), ids=lambda p: str(p.relative_to(ROOT)))
 def test_tasks_do_not_import_the_cli(path: Path) -> None:
-    bad = [
-        f"{path.relative_to(ROOT)}:{line}: {module}"
-        for module, _, line in imports(path.read_text())
-        if root_of(module) in {"typer", "typer_cli", "flows"}
-    ]
+    bad = bad_imports(path, lambda module, _: root_of(module) in {"typer", "typer_cli", "flows"})
     assert not bad, "tasks/ must not import typer, the CLI or flows:\n" + "\n".join(bad)
 
 
