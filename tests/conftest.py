@@ -106,6 +106,7 @@ def mlflow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     mlflow.set_registry_uri(uri)
     yield uri
     mlflow.set_tracking_uri(None)
+    mlflow.set_registry_uri(None)  # else a later MlflowClient(tracking_uri) still reads this test's registry
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,7 @@ import soundfile as sf
 from mlflow.tracking import MlflowClient
 
 from crnn import GENRES
+from crnn.requests import ScoreRequest, TrainRequest
 
 pytestmark = pytest.mark.slow
 
@@ -56,10 +57,10 @@ def test_a_model_trained_on_other_labels_scores_with_them(prefect_harness, mlflo
     from flows.train_flow import train_flow
     from scoring import tags
 
-    trained = train_flow(
+    trained = train_flow(TrainRequest(
         source=str(collection), work_dir=str(tmp_path / "work"), architecture="crnn-attention",
         epochs=2, batch_size=8, patience=2,
-    )  # fmt: skip
+    ))  # fmt: skip
     assert trained["registry"]["promoted"]
     client = MlflowClient()
     run = client.get_run(trained["run_id"])
@@ -78,7 +79,9 @@ def test_a_model_trained_on_other_labels_scores_with_them(prefect_harness, mlflo
     for n, label in enumerate(LABELS * 2):  # file names say nothing about the label
         sf.write(library / ("sub" if n % 2 else ".") / f"take-{n}.wav", _sound(label, 4.0, rng), SAMPLE_RATE)
     out = tmp_path / "scores"
-    summary = batch_score_flow(library=[str(library)], output_dir=str(out), uncertain_below=0.0, tags="write")
+    summary = batch_score_flow(
+        ScoreRequest(library=[str(library)], output_dir=str(out), uncertain_below=0.0, tags="write")
+    )
     assert summary["counts"] == {"scored": 6, "unchanged": 0, "failed": 0}
 
     rows = pd.read_csv(out / "library.csv")

@@ -119,7 +119,9 @@ def test_deployments_on_a_process_work_pool(stack: dict) -> None:
     with _process([str(BIN / "prefect"), "worker", "start", "--pool", "ci-pool"], env, root / "worker.log"):
         # a partial request: the deployment's source (--train-source) stays
         _run_deployment(env, "train-flow/ci", "--param", f'request={{"epochs": 1, "work_dir": "{root / "work"}"}}')
-        champion = MlflowClient(env["MLFLOW_TRACKING_URI"]).get_model_version_by_alias("genre-crnn", "champion")
+        champion = MlflowClient(
+            env["MLFLOW_TRACKING_URI"], registry_uri=env["MLFLOW_REGISTRY_URI"]
+        ).get_model_version_by_alias("genre-crnn", "champion")
         assert str(champion.version) == "1"
         _run_deployment(
             env, "batch-score-flow/ci", "--params", '{"request": {"top_k": 2}}'
