@@ -21,8 +21,8 @@ from scoring.library import LibraryFile
 STORE_NAME = "library.sqlite"
 SCORED, FAILED = "scored", "failed"
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS files (
+_V1 = (
+    """CREATE TABLE IF NOT EXISTS files (
     path TEXT NOT NULL,
     model_version TEXT NOT NULL,
     model_uri TEXT NOT NULL,
@@ -46,10 +46,10 @@ CREATE TABLE IF NOT EXISTS files (
     tag_status TEXT,
     seen_run TEXT,
     PRIMARY KEY (path, model_version)
-);
-CREATE INDEX IF NOT EXISTS files_by_run ON files (run_id);
-CREATE INDEX IF NOT EXISTS files_by_seen_run ON files (seen_run);
-CREATE TABLE IF NOT EXISTS runs (
+)""",
+    "CREATE INDEX IF NOT EXISTS files_by_run ON files (run_id)",
+    "CREATE INDEX IF NOT EXISTS files_by_seen_run ON files (seen_run)",
+    """CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY,
     started_at TEXT NOT NULL,
     finished_at TEXT,
@@ -58,8 +58,29 @@ CREATE TABLE IF NOT EXISTS runs (
     roots TEXT NOT NULL,
     planned INTEGER,
     counts TEXT
-);
+)""",
+)
+"""Schema 1, the stores written before versioning (``user_version`` 0): ``IF NOT EXISTS``, so it adopts them as they are."""
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    _V1,
+    (  # 2: each scoring run names its MLflow run; the library view (current model, last listing) has an index
+        "ALTER TABLE runs ADD COLUMN mlflow_run_id TEXT",
+        "CREATE INDEX IF NOT EXISTS files_by_version_seen ON files (model_version, seen_run)",
+    ),
+)
+"""Ordered schema migrations: step ``i`` (from 0) takes a store from ``PRAGMA user_version`` ``i`` to ``i + 1``.
+
+Append a step to change the schema; never edit a released one (stores in the field have run it).
 """
+SCHEMA_VERSION = len(MIGRATIONS)
+"""The schema this code writes (``PRAGMA user_version`` of an up-to-date store)."""
+
+
+class StoreError(Exception):
+    """The state store cannot be used by this code (a newer schema, or not a SQLite database); one line naming the file."""
+
+
 JSON_COLUMNS = ("top_k", "probs", "timeline")
 RESULT_COLUMNS = (
     "path",
@@ -93,17 +114,64 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def migrate(db: sqlite3.Connection, path: Path) -> int:
+    """Run the :data:`MIGRATIONS` steps ``db`` lacks, each in its own transaction; return the schema version.
+
+    Each step re-reads ``user_version`` under a write lock (``BEGIN IMMEDIATE``), so processes that open an
+    old store at once migrate it once. ``db`` must be in autocommit mode (``isolation_level=None``).
+
+    Raises:
+        StoreError: the store's version is newer than :data:`SCHEMA_VERSION` (written by newer code).
+    """
+    for version, statements in enumerate(MIGRATIONS, start=1):
+        if _user_version(db) >= version:
+            continue
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if _user_version(db) < version:  # another process may have migrated meanwhile
+                for sql in statements:
+                    db.execute(sql)
+                db.execute(f"PRAGMA user_version = {version}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+    found = _user_version(db)
+    if found > SCHEMA_VERSION:
+        raise StoreError(
+            f"{path}: state store schema version {found} is newer than this code knows ({SCHEMA_VERSION}); "
+            "update genre-crnn or use another --output-dir"
+        )
+    return found
+
+
+def _user_version(db: sqlite3.Connection) -> int:
+    return db.execute("PRAGMA user_version").fetchone()[0]
+
+
 class LibraryStore:
     """SQLite state of one output folder; safe to open from several threads or processes at once."""
 
     def __init__(self, path: str | Path) -> None:
+        """Open (or create) the store at ``path`` and bring its schema up to :data:`SCHEMA_VERSION`.
+
+        Raises:
+            StoreError: the file was written by a newer schema, or is not a SQLite database.
+        """
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
         self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA busy_timeout=60000")
-        self._db.executescript(_SCHEMA)
+        try:
+            self._db.execute("PRAGMA busy_timeout=60000")
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self.schema_version = migrate(self._db, self.path)
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise StoreError(f"{self.path}: not a usable state store ({exc})") from exc
+        except StoreError:
+            self._db.close()
+            raise
 
     def close(self) -> None:
         """Close the connection."""
@@ -128,6 +196,20 @@ class LibraryStore:
         self._db.execute(
             "UPDATE runs SET finished_at = ?, counts = ? WHERE run_id = ?", (_now(), json.dumps(counts), run_id)
         )
+
+    def set_mlflow_run(self, run_id: str, mlflow_run_id: str) -> None:
+        """Record the MLflow run that tracks scoring run ``run_id``."""
+        self._db.execute("UPDATE runs SET mlflow_run_id = ? WHERE run_id = ?", (mlflow_run_id, run_id))
+
+    def run(self, run_id: str) -> dict | None:
+        """The ``runs`` row of ``run_id`` (``roots`` and ``counts`` decoded), or ``None``."""
+        row = self._db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        if row is None:
+            return None
+        run = dict(row)
+        for k in ("roots", "counts"):
+            run[k] = json.loads(run[k]) if run[k] is not None else None
+        return run
 
     def identities(self, model_version: str) -> dict[str, sqlite3.Row]:
         """``path -> row`` (identity columns and status) of every file known for ``model_version``."""

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from scoring.library import LibraryFile
-from scoring.store import FAILED, SCORED, STORE_NAME, LibraryStore, plan
+from scoring.store import FAILED, SCHEMA_VERSION, SCORED, STORE_NAME, LibraryStore, StoreError, plan
 
 V1 = {"uri": "models:/genre-crnn@champion", "version": "v1"}
 V2 = {"uri": "models:/genre-crnn@champion", "version": "v2"}
@@ -226,3 +226,142 @@ def test_concurrent_writers_lose_no_rows(tmp_path: Path) -> None:
         assert len(rows) == n_threads * n_rows
         assert all(r["size"] == 1 for r in rows)
         assert [len(s.results(run_id=f"run-{t}")) for t in range(n_threads)] == [n_rows] * n_threads
+
+
+SCHEMA_1 = """
+CREATE TABLE IF NOT EXISTS files (
+    path TEXT NOT NULL,
+    model_version TEXT NOT NULL,
+    model_uri TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    etag TEXT,
+    sha256 TEXT,
+    status TEXT NOT NULL CHECK (status IN ('scored', 'failed')),
+    reason TEXT,
+    genre TEXT,
+    probability REAL,
+    uncertain INTEGER,
+    top_k TEXT,
+    probs TEXT,
+    timeline TEXT,
+    duration_s REAL,
+    truncated INTEGER,
+    n_segments INTEGER,
+    run_id TEXT NOT NULL,
+    scored_at TEXT NOT NULL,
+    tag_status TEXT,
+    seen_run TEXT,
+    PRIMARY KEY (path, model_version)
+);
+CREATE INDEX IF NOT EXISTS files_by_run ON files (run_id);
+CREATE INDEX IF NOT EXISTS files_by_seen_run ON files (seen_run);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    started_at TEXT NOT NULL,
+    finished_at TEXT,
+    model_uri TEXT NOT NULL,
+    model_version TEXT NOT NULL,
+    roots TEXT NOT NULL,
+    planned INTEGER,
+    counts TEXT
+);
+"""
+"""The DDL of the unversioned store (``user_version`` 0), as ``scoring/store.py`` wrote it before migrations."""
+
+
+def _schema_1_store(path: Path) -> None:
+    """A store as the previous code left it: its DDL, one run, a scored and a failed row."""
+    path.parent.mkdir(parents=True)
+    with sqlite3.connect(path) as db:
+        db.executescript(SCHEMA_1)
+        db.execute(
+            "INSERT INTO runs VALUES ('r1', '2026-01-01T00:00:00+00:00', '2026-01-01T00:01:00+00:00', 'models:/m@c',"
+            ' \'v1\', \'["/music"]\', 2, \'{"scored": 1, "unchanged": 0, "failed": 1}\')'
+        )
+        common = "model_version, model_uri, size, mtime_ns, run_id, scored_at, seen_run"
+        db.execute(
+            f"INSERT INTO files (path, status, genre, probability, uncertain, top_k, sha256, {common})"
+            " VALUES ('/music/a.mp3', 'scored', 'jazz', 0.9, 0, '[{\"genre\": \"jazz\", \"probability\": 0.9}]',"
+            " 'aa', 'v1', 'models:/m@c', 100, 5, 'r1', '2026-01-01T00:00:30+00:00', 'r1')"
+        )
+        db.execute(
+            f"INSERT INTO files (path, status, reason, {common})"
+            " VALUES ('/music/b.mp3', 'failed', 'zero-length file', 'v1', 'models:/m@c', 0, 6, 'r1',"
+            " '2026-01-01T00:00:40+00:00', 'r1')"
+        )
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 0
+
+
+def test_a_store_of_the_previous_schema_is_migrated_and_keeps_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "out" / STORE_NAME
+    _schema_1_store(path)
+    with LibraryStore(path) as store:
+        assert store.schema_version == SCHEMA_VERSION == 2
+        rows = store.results(model_version="v1")
+        assert [(r["path"], r["status"], r["genre"], r["reason"]) for r in rows] == [
+            ("/music/a.mp3", SCORED, "jazz", None),
+            ("/music/b.mp3", FAILED, None, "zero-length file"),
+        ]
+        assert rows[0]["top_k"] == [{"genre": "jazz", "probability": 0.9}] and rows[0]["uncertain"] is False
+        assert store.run("r1")["counts"] == {"scored": 1, "unchanged": 0, "failed": 1}
+        todo, unchanged = plan([local("a.mp3", 100, 5), local("b.mp3", 0, 6)], store.identities("v1"))
+        assert (todo, unchanged) == ([], 2)  # the migrated store still spares the rerun
+        store.set_mlflow_run("r1", "abc123")  # the column schema 2 added
+        assert store.run("r1")["mlflow_run_id"] == "abc123"
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    with LibraryStore(path) as store:  # opening an up-to-date store changes nothing
+        assert len(store.results()) == 2 and store.run("r1")["mlflow_run_id"] == "abc123"
+
+
+def test_a_new_store_gets_the_latest_schema(tmp_path: Path) -> None:
+    with LibraryStore(tmp_path / STORE_NAME) as store:
+        assert store.schema_version == SCHEMA_VERSION
+        store.start_run("r", "models:/m@c", "v1", ["/music"], 0)
+        store.set_mlflow_run("r", "m")
+        assert store.run("r")["mlflow_run_id"] == "m" and store.run("nope") is None
+
+
+def test_old_stores_opened_at_once_are_migrated_once(tmp_path: Path) -> None:
+    path = tmp_path / "out" / STORE_NAME
+    _schema_1_store(path)
+    errors: list[BaseException] = []
+
+    def open_store() -> None:
+        try:
+            LibraryStore(path).close()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_store) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors  # no "duplicate column" from a second migration
+    with LibraryStore(path) as store:
+        assert len(store.results()) == 2
+
+
+def test_a_store_of_a_newer_schema_is_refused_in_one_line_naming_the_file(tmp_path: Path) -> None:
+    path = tmp_path / STORE_NAME
+    with LibraryStore(path):
+        pass
+    with sqlite3.connect(path) as db:
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(StoreError) as info:
+        LibraryStore(path)
+    message = str(info.value)
+    assert str(path) in message and "newer" in message and "\n" not in message
+    with sqlite3.connect(path) as db:  # left as it was
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION + 1
+
+
+def test_a_file_that_is_not_a_store_is_refused_in_one_line(tmp_path: Path) -> None:
+    path = tmp_path / STORE_NAME
+    path.write_text("not a database, " * 100)
+    with pytest.raises(StoreError, match=f"^{path}: not a usable state store") as info:
+        LibraryStore(path)
+    assert "\n" not in str(info.value)
