@@ -12,6 +12,7 @@ import pandas as pd
 
 from crnn.requests import DEFAULT_RESULT_FORMATS
 from infra.storage import atomic_path, s3_client
+from scoring.report import REPORT_NAME, LibraryStats, headline
 from scoring.store import RESULT_COLUMNS
 
 ResultsWriter = Callable[["ResultRows", Path], None]
@@ -120,11 +121,19 @@ def write_timeline(rows: Sequence[dict], path: Path) -> Path:
     return _atomic(path, lambda tmp: table.to_csv(tmp, index=False))
 
 
-def summary_markdown(summary: dict, rows: Sequence[dict], max_failures: int = 20) -> str:
-    """Markdown run summary: counts, throughput, genres of this run, and the first failures with reasons."""
+def summary_markdown(
+    summary: dict, rows: Sequence[dict], max_failures: int = 20, library: LibraryStats | None = None
+) -> str:
+    """Markdown run summary: counts, throughput, genres of this run, the first failures with reasons.
+
+    With ``library`` (:func:`scoring.report.library_stats`), also the library's totals, so a rerun that
+    scores nothing still shows what the library holds.
+    """
     c = summary["counts"]
     lines = [
         f"# batch-score-flow: {summary['model_version']}",
+        "",
+        f"**{headline(c)}**",
         "",
         f"Library: {', '.join(f'`{r}`' for r in summary['library'])}  ",
         f"Model: `{summary['model_uri']}` → **{summary['model_version']}**  ",
@@ -145,8 +154,29 @@ def summary_markdown(summary: dict, rows: Sequence[dict], max_failures: int = 20
         lines += [f"| `{r['path']}` | {r['reason']} |" for r in failures[:max_failures]]
         if len(failures) > max_failures:
             lines.append(f"| … | {len(failures) - max_failures} more in the results table |")
+    if not rows:
+        lines += [
+            "",
+            f"Nothing new to score: {c['unchanged']} files unchanged since {summary['model_version']} scored them.",
+        ]
+    if library is not None:
+        lines += _library_totals(library, summary["model_version"])
     lines += ["", "Outputs: " + ", ".join(f"`{p}`" for p in summary["outputs"])]
     return "\n".join(lines)
+
+
+def _library_totals(stats: LibraryStats, model_version: str) -> list[str]:
+    lines = [
+        "",
+        f"## Library: {stats.files} files ({model_version})",
+        "",
+        f"{stats.scored} scored ({stats.uncertain} uncertain, {stats.uncertain_share:.1%}), "
+        f"{len(stats.failures)} failed; full report in `{REPORT_NAME}` (Prefect artifact `library-report`).",
+    ]
+    if stats.genres:
+        lines += ["", "| genre | tracks | share |", "| --- | ---: | ---: |"]
+        lines += [f"| {g} | {n} | {n / stats.scored:.1%} |" for g, n in stats.genres.items()]
+    return lines
 
 
 def publish(paths: Sequence[Path], output_dir: Path, uri: str) -> list[str]:
