@@ -260,3 +260,40 @@ def log_split_datasets(run_id: str, table_csv: str | Path, source: str) -> dict[
 def end_run(run_id: str, status: str = "FINISHED") -> None:
     """Close the run with ``status`` (``FINISHED``, ``FAILED`` or ``KILLED``)."""
     MlflowClient().set_terminated(run_id, status)
+
+
+PREFECT_FLOW_RUN_TAG, PREFECT_FLOW_RUN_URL_TAG = "prefect.flow_run_id", "prefect.flow_run_url"
+"""Tags of an MLflow run started by a Prefect flow run: that flow run's id and UI address."""
+
+
+def registered_model_tags(version: str) -> dict[str, str]:
+    """``model.name``, ``model.version`` and ``model.run_id`` (the run that logged it) of ``name/N``; ``{}`` otherwise.
+
+    ``version`` is what :func:`infra.registry.resolve_model` recorded (``genre-crnn/3``, or a
+    ``...#sha256=`` form for models outside the registry, which have no registry entry).
+    """
+    name, sep, number = version.rpartition("/")
+    if not sep or not number.isdigit():
+        return {}
+    mv = MlflowClient().get_model_version(name, number)
+    return {"model.name": name, "model.version": number, "model.run_id": mv.run_id or ""}
+
+
+def log_artifacts(run_id: str, paths: list[str | Path], artifact_path: str | None = None) -> None:
+    """Upload the files ``paths`` into the run's folder ``artifact_path`` (the run root when ``None``)."""
+    client = MlflowClient()
+    for path in paths:
+        client.log_artifact(run_id, str(path), artifact_path)
+
+
+def end_flow_run_runs(experiment: str, flow_run_id: str, status: str = "FAILED") -> list[str]:
+    """Close with ``status`` the RUNNING runs of ``experiment`` tagged with Prefect flow run ``flow_run_id``; their ids."""
+    client = MlflowClient()
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return []
+    query = f"attributes.status = 'RUNNING' and tags.`{PREFECT_FLOW_RUN_TAG}` = '{flow_run_id}'"
+    ended = [run.info.run_id for run in client.search_runs([exp.experiment_id], query, max_results=100)]
+    for run_id in ended:
+        client.set_terminated(run_id, status)
+    return ended

@@ -1,8 +1,8 @@
-"""Figures the evaluate task logs with its run (matplotlib, headless): presentation, not infrastructure or a stage."""
+"""Figures the evaluate and scoring tasks log with their runs (matplotlib, headless): presentation, not infrastructure or a stage."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -10,6 +10,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+from crnn.atomic import atomic_path  # noqa: E402
 
 
 def confusion_matrix_png(confusion: np.ndarray, labels: Sequence[str], path: str | Path, title: str) -> Path:
@@ -59,3 +61,39 @@ def reliability_png(bins: Sequence, path: str | Path, title: str) -> Path:
     fig.savefig(path)
     plt.close(fig)
     return Path(path)
+
+
+def _save_atomic(fig: plt.Figure, path: str | Path) -> Path:
+    """Save ``fig`` as a PNG at ``path`` atomically (readers of a report never see half an image) and close it."""
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return Path(path)
+
+
+def genre_distribution_png(genres: Mapping[str, int], path: str | Path, title: str) -> Path:
+    """Bar chart of tracks per genre (``genre -> count``, drawn in the order given); write a PNG atomically."""
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+    names, counts = list(genres), list(genres.values())
+    bars = ax.bar(names, counts, color="tab:blue")
+    ax.bar_label(bars, fontsize=8)
+    ax.set(xlabel="genre", ylabel="tracks", title=title)
+    if not names:
+        ax.text(0.5, 0.5, "no scored tracks yet", ha="center", va="center", transform=ax.transAxes)
+    ax.tick_params(axis="x", labelrotation=45)
+    fig.tight_layout()
+    return _save_atomic(fig, path)
+
+
+def confidence_histogram_png(
+    probabilities: Sequence[float], uncertain_below: float | None, path: str | Path, title: str, bins: int = 20
+) -> Path:
+    """Histogram of top probabilities (0-1) in ``bins`` equal bins, the uncertain threshold as a line; write a PNG."""
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
+    ax.hist(probabilities, bins=bins, range=(0, 1), color="tab:green", edgecolor="black")
+    if uncertain_below is not None:
+        ax.axvline(uncertain_below, color="tab:red", linestyle="--", label=f"uncertain below {uncertain_below:g}")
+        ax.legend(loc="upper left", fontsize=8)
+    ax.set(xlim=(0, 1), xlabel="top probability (confidence)", ylabel="tracks", title=title)
+    fig.tight_layout()
+    return _save_atomic(fig, path)

@@ -1,9 +1,14 @@
-"""Batch scoring tasks: thin Prefect wrappers around :mod:`scoring.engine` (plan, score chunks, tag, export)."""
+"""Batch scoring tasks: :mod:`scoring.engine` steps, the library report, and each scoring run's MLflow run.
+
+Thin Prefect wrappers: plan, score chunks, tag, export; then the report (``scoring.report`` +
+``tasks.plots``) and the MLflow run in experiment ``genre-crnn-scoring`` (``infra.tracking``).
+"""
 
 from __future__ import annotations
 
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 from prefect import task
@@ -12,19 +17,25 @@ from prefect.runtime import flow_run
 
 from crnn.config import check_scoring_options
 from crnn.inference import checkpoint_labels
+from crnn.requests import SCORING_EXPERIMENT
 from infra import registry, tracking
 from infra.redact import redact, reveal
-from scoring import engine, results
+from infra.storage import write_text_atomic
+from scoring import engine, report, results
 from scoring.prepare import loaded_model
 from scoring.store import LibraryStore, store_path
-from tasks import task_logger
+from tasks import plots, task_logger
 
 __all__ = [
     "check_options",
+    "end_failed_scoring_run",
     "export_results",
+    "log_scoring_run",
     "plan_scoring",
+    "report_library",
     "resolve_model",
     "score_chunk",
+    "start_scoring_run",
     "store_path",
     "write_genre_tags",
 ]
@@ -126,7 +137,7 @@ def export_results(
     formats: list[str],
     results_uri: str = "",
 ) -> dict:
-    """Write this run's results and the library's current labels in ``formats`` (copies on S3), and a summary artifact."""
+    """Write this run's results and the library's current labels in ``formats`` (copies on S3); return the run summary."""
     summary, run_rows, outputs = engine.export_run(output_dir, model, planned, counts, formats=formats)
     if results_uri:
         outputs += results.publish(outputs, Path(output_dir), reveal(results_uri))
@@ -138,10 +149,116 @@ def export_results(
         "files": planned["files"],
     } | summary
     summary["outputs"] = [redact(str(p)) for p in outputs]
-    create_markdown_artifact(results.summary_markdown(summary, run_rows), key="batch-score-summary")
+    summary["uncertain"] = sum(bool(r["uncertain"]) for r in run_rows if r["status"] == "scored")
     task_logger().info(
         "scored %d, unchanged %d, failed %d, errors %d (retried next run)",
         *summary["counts"].values(),
         summary["errors"],
     )
     return summary
+
+
+@task(name="start-scoring-run")
+def start_scoring_run(request: dict, model: dict) -> dict:
+    """Open this scoring run's MLflow run (params: the request, redacted; tags: model and Prefect flow run).
+
+    Returns ``mlflow_run_id`` (``""`` when MLflow failed: a warning, and the scoring goes on) and
+    ``started`` (epoch s). A run the flow does not finish is closed FAILED by :func:`end_failed_scoring_run`.
+    """
+    started, logger = time.time(), task_logger()
+    tags = {"model.uri": model["uri"], "model.resolved": model["version"]}
+    if flow_run_id := flow_run.get_id():
+        tags[tracking.PREFECT_FLOW_RUN_TAG] = flow_run_id
+        tags[tracking.PREFECT_FLOW_RUN_URL_TAG] = flow_run.get_flow_run_ui_url() or ""
+    try:
+        tracking.configure_tracking()
+        tags |= tracking.registered_model_tags(model["version"])
+        params = {k: ",".join(v) if isinstance(v, list) else v for k, v in request.items()}
+        name = f"score-{model['version'].replace('/', '-v')}-{(flow_run_id or uuid.uuid4().hex)[:8]}"
+        run_id = tracking.start_run(SCORING_EXPERIMENT, name, params, tags)
+    except Exception as exc:  # noqa: BLE001 - tracking never stops a scoring run
+        logger.warning("MLflow run not started (%s: %s); scoring goes on without it", type(exc).__name__, exc)
+        return {"mlflow_run_id": "", "started": started}
+    logger.info("MLflow run %s in experiment %s", run_id, SCORING_EXPERIMENT)
+    return {"mlflow_run_id": run_id, "started": started}
+
+
+@task(name="report-library")
+def report_library(output_dir: str, model: dict, summary: dict, tracked: dict, uncertain_below: float) -> dict:
+    """Rewrite the library report and its plots in ``output_dir`` from the whole state store; publish both artifacts.
+
+    Prefect artifacts ``library-report`` (the report) and ``batch-score-summary`` (this run, with the
+    library's totals). Returns the report's ``paths`` and the library's ``metrics``.
+    """
+    out, run_id = Path(output_dir), summary["run_id"]
+    with LibraryStore(store_path(out)) as store:
+        if tracked["mlflow_run_id"]:
+            store.set_mlflow_run(run_id, tracked["mlflow_run_id"])
+        library_rows = store.results(model_version=model["version"], seen_run=run_id)
+        run_rows = store.results(run_id=run_id)
+    stats = report.library_stats(library_rows)
+    title = f"{model['version']}: {stats.files} files"
+    figures = {
+        "Genres": plots.genre_distribution_png(
+            stats.genres, out / report.GENRES_PNG, f"Genres of the library ({title})"
+        ),
+        "Confidence": plots.confidence_histogram_png(
+            stats.probabilities, uncertain_below, out / report.CONFIDENCE_PNG, f"Confidence ({title})"
+        ),
+    }
+    run = {
+        "run_id": run_id,
+        "model_version": model["version"],
+        "counts": summary["counts"],
+        "mlflow_run_id": tracked["mlflow_run_id"],
+        "updated": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    text = report.library_markdown(stats, run, plots={k: p.name for k, p in figures.items()})
+    path = write_text_atomic(out / report.REPORT_NAME, text)
+    create_markdown_artifact(text, key="library-report", description=f"Library report: {redact(str(path))}")
+    create_markdown_artifact(results.summary_markdown(summary, run_rows, library=stats), key="batch-score-summary")
+    task_logger().info("library report: %s (%s)", path, report.headline(summary["counts"]))
+    return {"paths": [str(path), *map(str, figures.values())], "metrics": stats.metrics()}
+
+
+@task(name="log-scoring-run")
+def log_scoring_run(tracked: dict, output_dir: str, summary: dict, library: dict) -> dict:
+    """Log counts, throughput, the run's results tables and the library report to the MLflow run, and close it.
+
+    Called after the results and the store are written: an MLflow failure is a warning and the run is
+    marked FAILED, the batch is kept. Returns ``summary`` plus ``mlflow_run_id`` and ``mlflow_status``.
+    """
+    run_id, logger = tracked["mlflow_run_id"], task_logger()
+    if not run_id:
+        return summary | {"mlflow_run_id": "", "mlflow_status": "NOT_STARTED"}
+    counts = summary["counts"]
+    metrics = {f"batch/{k}": v for k, v in counts.items()} | {
+        "batch/uncertain": summary["uncertain"],
+        "batch/errors": summary["errors"],
+        "batch/tracks_per_s": summary["tracks_per_s"],
+        "batch/scoring_s": summary["scoring_s"],
+        "batch/wall_s": time.time() - tracked["started"],
+    }
+    tables = sorted(p for p in (Path(output_dir) / "runs" / summary["run_id"]).glob("*") if p.is_file())
+    status = "FINISHED"
+    try:
+        tracking.log_metrics(run_id, metrics | library["metrics"])
+        tracking.log_artifacts(run_id, tables, "results")
+        tracking.log_artifacts(run_id, library["paths"], "library")
+    except Exception as exc:  # noqa: BLE001 - results and store are already written
+        status = "FAILED"
+        logger.warning("MLflow logging failed (%s: %s); results are in %s", type(exc).__name__, exc, output_dir)
+    try:
+        tracking.end_run(run_id, status)
+    except Exception as exc:  # noqa: BLE001
+        logger.warning("MLflow run %s not closed (%s: %s)", run_id, type(exc).__name__, exc)
+    return summary | {"mlflow_run_id": run_id, "mlflow_status": status}
+
+
+def end_failed_scoring_run(flow: object, run: object, state: object) -> None:
+    """Flow hook (failed or crashed): close the MLflow run of the Prefect flow run ``run`` FAILED (at most a warning)."""
+    try:
+        tracking.configure_tracking()
+        tracking.end_flow_run_runs(SCORING_EXPERIMENT, str(run.id), "FAILED")
+    except Exception as exc:  # noqa: BLE001 - the flow's own error is what matters
+        task_logger().warning("MLflow run of flow run %s not closed: %s", run.id, exc)

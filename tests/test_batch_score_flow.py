@@ -1,4 +1,5 @@
-"""batch-score-flow end to end on real tracks transcoded into every supported format, with broken files."""
+"""batch-score-flow end to end: its MLflow run and library report on tiny synthetic audio (fast); real tracks
+transcoded into every supported format, with broken files (slow)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,6 @@ from flows.batch_score_flow import batch_score_flow
 from infra import registry
 from scoring import tags
 
-pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 TRACKS = ("blues.00000", "classical.00001", "metal.00002")
 BROKEN = BROKEN_FILES
@@ -57,6 +57,7 @@ def _rows(out: Path) -> pd.DataFrame:
     return pd.read_csv(out / "library.csv").set_index("path")
 
 
+@pytest.mark.slow
 def test_every_format_is_scored_and_every_bad_file_has_a_reason(prefect_harness, use_champion, library, tmp_path):
     out = tmp_path / "scores"
     result = _score(library, out, timeline=True, formats=["csv", "jsonl", "parquet"])
@@ -90,6 +91,7 @@ def test_every_format_is_scored_and_every_bad_file_has_a_reason(prefect_harness,
     assert len(pd.read_parquet(run_dir / "results.parquet")) == len(rows)
 
 
+@pytest.mark.slow
 def test_rerun_scores_only_new_or_changed_files(prefect_harness, use_champion, library, tmp_path):
     out = tmp_path / "scores"
     _score(library, out)
@@ -112,6 +114,7 @@ def test_rerun_scores_only_new_or_changed_files(prefect_harness, use_champion, l
     assert retried["counts"] == {"scored": 0, "unchanged": N_GOOD + 1, "failed": len(BROKEN)}
 
 
+@pytest.mark.slow
 def test_a_new_champion_rescores_the_library(prefect_harness, use_champion, library, tmp_path):
     out = tmp_path / "scores"
     _score(library, out)
@@ -131,6 +134,7 @@ def test_a_new_champion_rescores_the_library(prefect_harness, use_champion, libr
     assert pinned["counts"]["scored"] == 0 and pinned["model_version"] == "genre-crnn/1"
 
 
+@pytest.mark.slow
 def test_genre_tags_are_written_only_on_request_and_never_touch_the_audio(
     prefect_harness, use_champion, library, tmp_path
 ):
@@ -157,6 +161,7 @@ def test_genre_tags_are_written_only_on_request_and_never_touch_the_audio(
     assert _score(library, out)["counts"]["scored"] == 0
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_where_it_stopped(use_champion, library, tmp_path):
     out = tmp_path / "scores"
     cmd = [sys.executable, str(ROOT / "typer_cli.py"), "score", "--library", str(library), "--output-dir", str(out)]
@@ -192,6 +197,7 @@ def test_killed_run_resumes_where_it_stopped(use_champion, library, tmp_path):
     assert first_run == done_before  # nothing the killed run finished was scored again
 
 
+@pytest.mark.slow
 def test_s3_library(prefect_harness, use_champion, library, tmp_path, s3):
     s3.create_bucket(Bucket="music")
     for path in [
@@ -220,6 +226,7 @@ def test_s3_library(prefect_harness, use_champion, library, tmp_path, s3):
     assert batch_score_flow(ScoreRequest(library=["s3://music/lib"], output_dir=str(out)))["counts"]["scored"] == 0
 
 
+@pytest.mark.slow
 def test_mlflow_run_score_entry_point(use_champion, library, tmp_path):
     """README's `mlflow run . -e score` labels a library in the project's uv-built environment."""
     from tests.conftest import readme_command, user_shell_env
@@ -234,3 +241,154 @@ def test_mlflow_run_score_entry_point(use_champion, library, tmp_path):
     rows = _rows(out)
     assert len(rows) == 1 + len(ALL_FORMATS) and (rows.status == "scored").all()
     assert all(len(t.split()) == 2 for t in rows.top_k)
+
+
+# --- The MLflow run and the library report of every scoring run (tiny synthetic audio, an untrained model) ---
+
+
+@pytest.fixture(scope="module")
+def tiny_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path, str]:
+    """A SQLite MLflow store whose ``genre-crnn`` v1 (champion) is an untrained CRNN; ``(uri, folder, logging run)``.
+
+    Logging a model takes ~20 s here, so the tests of this module share one store.
+    """
+    from crnn import GENRES
+    from crnn.config import PipelineConfig
+    from crnn.inference import build_model, checkpoint_state
+    from crnn.train import save_checkpoint
+
+    root = tmp_path_factory.mktemp("tiny-store")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    cfg = PipelineConfig.from_options()
+    checkpoint = root / "untrained.pt"
+    save_checkpoint(checkpoint_state(build_model(cfg).eval(), cfg), checkpoint)
+    client = MlflowClient(uri, uri)
+    exp = client.create_experiment("models", artifact_location=(root / "artifacts").as_uri())
+    run_id = client.create_run(exp).info.run_id
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        version = mlflow.register_model(registry.log_model(run_id, checkpoint, GENRES), registry.MODEL_NAME).version
+        client.set_registered_model_alias(registry.MODEL_NAME, registry.CHAMPION, version)
+    finally:
+        mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri(None)
+    return uri, root, run_id
+
+
+@pytest.fixture
+def tiny_champion(tiny_store: tuple[str, Path, str], monkeypatch: pytest.MonkeyPatch) -> str:
+    """Point MLflow at :func:`tiny_store` (working directory too: new experiments keep artifacts there); the model's run id."""
+    uri, root, run_id = tiny_store
+    monkeypatch.chdir(root)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)
+    monkeypatch.setattr("infra.tracking._USER_REGISTRY_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    yield run_id
+    mlflow.set_tracking_uri(None)
+    mlflow.set_registry_uri(None)
+
+
+@pytest.fixture
+def tones(write_tone) -> Path:
+    """Three 2 s tones and a text file named .mp3 (a failure with a reason)."""
+    for i in range(3):
+        write_tone(f"tones/tone{i}.wav", 220.0 * (i + 1), seconds=2.0)
+    (write_tone("tones/tone0.wav", 220.0, seconds=2.0).parent / "notes.mp3").write_text("not audio")
+    return write_tone("tones/tone0.wav", 220.0, seconds=2.0).parent
+
+
+def _scoring_runs(out: Path) -> list:
+    """The MLflow scoring runs that wrote to ``out``, oldest first."""
+    from crnn.requests import SCORING_EXPERIMENT
+
+    exp = MlflowClient().get_experiment_by_name(SCORING_EXPERIMENT)
+    query = f"params.output_dir = '{out}'"
+    return MlflowClient().search_runs([exp.experiment_id], query, order_by=["attributes.start_time ASC"])
+
+
+def _artifacts(run_id: str, folder: str) -> set[str]:
+    return {Path(a.path).name for a in MlflowClient().list_artifacts(run_id, folder)}
+
+
+def test_every_run_is_an_mlflow_run_and_rewrites_the_library_report(prefect_harness, tiny_champion, tones, tmp_path):
+    from prefect.artifacts import Artifact
+
+    out = tmp_path / "scores"
+    first = _score(tones, out, uncertain_below=0.5)
+    second = _score(tones, out, uncertain_below=0.5)
+    assert first["counts"] == {"scored": 3, "unchanged": 0, "failed": 1}
+    assert second["counts"] == {"scored": 0, "unchanged": 4, "failed": 0}
+
+    runs = _scoring_runs(out)
+    assert [r.info.run_id for r in runs] == [first["mlflow_run_id"], second["mlflow_run_id"]]
+    for run, result in zip(runs, (first, second)):
+        assert run.info.status == "FINISHED" and result["mlflow_status"] == "FINISHED"
+        tags, metrics = run.data.tags, run.data.metrics
+        assert tags["model.uri"] == "models:/genre-crnn@champion" and tags["model.resolved"] == "genre-crnn/1"
+        assert (tags["model.name"], tags["model.version"], tags["model.run_id"]) == ("genre-crnn", "1", tiny_champion)
+        assert tags["prefect.flow_run_id"] == result["run_id"]
+        assert run.data.params["library"] == str(tones) and run.data.params["uncertain_below"] == "0.5"
+        for k, v in result["counts"].items():
+            assert metrics[f"batch/{k}"] == v
+        assert metrics["batch/wall_s"] > 0 and "batch/tracks_per_s" in metrics and "batch/uncertain" in metrics
+        assert metrics["library/files"] == 4 and metrics["library/scored"] == 3 and metrics["library/failed"] == 1
+        assert _artifacts(run.info.run_id, "results") == {"results.csv", "results.jsonl"}
+        assert _artifacts(run.info.run_id, "library") == {
+            "library_report.md",
+            "library_genres.png",
+            "library_confidence.png",
+        }
+    assert runs[0].data.metrics["batch/tracks_per_s"] > 0
+    first_table = mlflow.artifacts.download_artifacts(
+        run_id=first["mlflow_run_id"], artifact_path="results/results.csv"
+    )
+    assert len(pd.read_csv(first_table)) == 4  # this run's rows, not the library's
+
+    # The rerun scored nothing, yet its report (file and Prefect artifact) still shows the whole library.
+    report = (out / "library_report.md").read_text()
+    assert f"by scoring run `{second['run_id']}` (0 new, 4 unchanged, 0 failed)" in report
+    assert f"MLflow run `{second['mlflow_run_id']}`" in report
+    assert "| 4 | 3 |" in report and "notes.mp3" in report and "![Genres](library_genres.png)" in report
+    assert (
+        sum(int(line.split("|")[2]) for line in report.splitlines() if line.startswith("| ") and "%" in line[-9:]) == 3
+    )
+    for png in ("library_genres.png", "library_confidence.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert Artifact.get("library-report").data == report
+    summary = Artifact.get("batch-score-summary").data
+    assert "**0 new, 4 unchanged, 0 failed**" in summary and "## Library: 4 files (genre-crnn/1)" in summary
+    with sqlite3.connect(out / "library.sqlite") as db:
+        assert db.execute("SELECT mlflow_run_id FROM runs WHERE run_id = ?", (second["run_id"],)).fetchone() == (
+            second["mlflow_run_id"],
+        )
+
+
+def test_a_failed_mlflow_upload_keeps_the_batch_and_marks_the_run_failed(
+    prefect_harness, tiny_champion, tones, tmp_path, monkeypatch
+):
+    from infra import tracking
+
+    def unreachable(*args, **kwargs):
+        raise ConnectionError("artifact store unreachable")
+
+    monkeypatch.setattr(tracking, "log_artifacts", unreachable)
+    out = tmp_path / "scores"
+    result = _score(tones, out)
+    assert result["counts"]["scored"] == 3 and result["mlflow_status"] == "FAILED"
+    assert len(_rows(out)) == 4 and (out / "library_report.md").exists()  # results, store and report are kept
+    (run,) = _scoring_runs(out)
+    assert run.info.run_id == result["mlflow_run_id"] and run.info.status == "FAILED"
+    assert run.data.metrics["batch/scored"] == 3  # what was logged before the failure stays
+
+
+def test_a_scoring_run_that_fails_closes_its_mlflow_run_failed(prefect_harness, tiny_champion, tmp_path):
+    from scoring.library import LibraryError
+
+    out = tmp_path / "scores"
+    with pytest.raises(LibraryError):
+        _score(tmp_path / "no-such-library", out)
+    (run,) = _scoring_runs(out)
+    assert run.info.status == "FAILED"
