@@ -55,6 +55,11 @@ class LibraryStats:
         """Uncertain files over scored files (0 when nothing is scored)."""
         return self.uncertain / self.scored if self.scored else 0.0
 
+    def genre_counts(self, labels: Sequence[str]) -> dict[str, int]:
+        """Tracks per genre with every one of the model's ``labels`` (0 when none), most common first."""
+        counts = dict.fromkeys(labels, 0) | self.genres
+        return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+
     def confidence(self) -> dict[str, float]:
         """``mean``, ``min``, ``p25``, ``median``, ``p75``, ``max`` of the top probabilities (empty when none)."""
         p = sorted(self.probabilities)

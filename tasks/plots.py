@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from crnn.atomic import atomic_path  # noqa: E402
 
@@ -78,7 +79,8 @@ def genre_distribution_png(genres: Mapping[str, int], path: str | Path, title: s
     bars = ax.bar(names, counts, color="tab:blue")
     ax.bar_label(bars, fontsize=8)
     ax.set(xlabel="genre", ylabel="tracks", title=title)
-    if not names:
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    if not any(counts):
         ax.text(0.5, 0.5, "no scored tracks yet", ha="center", va="center", transform=ax.transAxes)
     ax.tick_params(axis="x", labelrotation=45)
     fig.tight_layout()
@@ -95,5 +97,6 @@ def confidence_histogram_png(
         ax.axvline(uncertain_below, color="tab:red", linestyle="--", label=f"uncertain below {uncertain_below:g}")
         ax.legend(loc="upper left", fontsize=8)
     ax.set(xlim=(0, 1), xlabel="top probability (confidence)", ylabel="tracks", title=title)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
     return _save_atomic(fig, path)

@@ -197,10 +197,10 @@ def report_library(output_dir: str, model: dict, summary: dict, tracked: dict, u
         library_rows = store.results(model_version=model["version"], seen_run=run_id)
         run_rows = store.results(run_id=run_id)
     stats = report.library_stats(library_rows)
-    title = f"{model['version']}: {stats.files} files"
+    title = f"{model['version']}, {stats.scored} scored of {stats.files} files"
     figures = {
         "Genres": plots.genre_distribution_png(
-            stats.genres, out / report.GENRES_PNG, f"Genres of the library ({title})"
+            stats.genre_counts(model["labels"]), out / report.GENRES_PNG, f"Genres of the library ({title})"
         ),
         "Confidence": plots.confidence_histogram_png(
             stats.probabilities, uncertain_below, out / report.CONFIDENCE_PNG, f"Confidence ({title})"

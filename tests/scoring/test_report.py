@@ -38,6 +38,7 @@ def test_library_stats_count_genres_confidence_and_failures() -> None:
     stats = library_stats(ROWS)
     assert (stats.files, stats.scored, stats.uncertain) == (5, 4, 1)
     assert list(stats.genres.items()) == [("jazz", 3), ("rock", 1)]  # most common first
+    assert list(stats.genre_counts(["blues", "rock", "jazz"]).items()) == [("jazz", 3), ("rock", 1), ("blues", 0)]
     assert stats.uncertain_share == pytest.approx(0.25)
     assert stats.failures == [("/m/zz.mp3", "/m/zz.mp3 is broken")]
     c = stats.confidence()
