@@ -77,8 +77,11 @@ SCHEMA_VERSION = len(MIGRATIONS)
 """The schema this code writes (``PRAGMA user_version`` of an up-to-date store)."""
 
 
-class StoreError(Exception):
-    """The state store cannot be used by this code (a newer schema, or not a SQLite database); one line naming the file."""
+class StoreError(ValueError):
+    """The state store cannot be used by this code (a newer schema, or not a SQLite database); one line naming the file.
+
+    A ``ValueError``: bad input (the ``--output-dir``), so the CLI prints it in one line.
+    """
 
 
 JSON_COLUMNS = ("top_k", "probs", "timeline")
