@@ -137,7 +137,10 @@ def export_results(
     formats: list[str],
     results_uri: str = "",
 ) -> dict:
-    """Write this run's results and the library's current labels in ``formats`` (copies on S3); return the run summary."""
+    """Write this run's results and the library's current labels in ``formats`` (copies on S3); return the run summary.
+
+    The summary's ``run_tables`` are the local files of this run's results (what its MLflow run uploads).
+    """
     summary, run_rows, outputs = engine.export_run(output_dir, model, planned, counts, formats=formats)
     if results_uri:
         outputs += results.publish(outputs, Path(output_dir), reveal(results_uri))
@@ -149,6 +152,8 @@ def export_results(
         "files": planned["files"],
     } | summary
     summary["outputs"] = [redact(str(p)) for p in outputs]
+    run_dir = Path(output_dir) / "runs" / planned["run_id"]
+    summary["run_tables"] = [str(p) for p in outputs if isinstance(p, Path) and p.parent == run_dir]
     summary["uncertain"] = sum(bool(r["uncertain"]) for r in run_rows if r["status"] == "scored")
     task_logger().info(
         "scored %d, unchanged %d, failed %d, errors %d (retried next run)",
@@ -239,11 +244,10 @@ def log_scoring_run(tracked: dict, output_dir: str, summary: dict, library: dict
         "batch/scoring_s": summary["scoring_s"],
         "batch/wall_s": time.time() - tracked["started"],
     }
-    tables = sorted(p for p in (Path(output_dir) / "runs" / summary["run_id"]).glob("*") if p.is_file())
     status = "FINISHED"
     try:
         tracking.log_metrics(run_id, metrics | library["metrics"])
-        tracking.log_artifacts(run_id, tables, "results")
+        tracking.log_artifacts(run_id, summary["run_tables"], "results")
         tracking.log_artifacts(run_id, library["paths"], "library")
     except Exception as exc:  # noqa: BLE001 - results and store are already written
         status = "FAILED"
