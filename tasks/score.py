@@ -165,7 +165,7 @@ def export_results(
 
 @task(name="start-scoring-run")
 def start_scoring_run(request: dict, model: dict) -> dict:
-    """Open this scoring run's MLflow run (params: the request, redacted; tags: model and Prefect flow run).
+    """Open this scoring run's MLflow run (params ``score.<field>``: the request, redacted; tags: model, flow run).
 
     Returns ``mlflow_run_id`` (``""`` when MLflow failed: a warning, and the scoring goes on) and
     ``started`` (epoch s). A run the flow does not finish is closed FAILED by :func:`end_failed_scoring_run`.
@@ -178,7 +178,8 @@ def start_scoring_run(request: dict, model: dict) -> dict:
     try:
         tracking.configure_tracking()
         tags |= tracking.registered_model_tags(model["version"])
-        params = {k: ",".join(v) if isinstance(v, list) else v for k, v in request.items()}
+        # prefixed: `mlflow run -e score` logs its own -P values (e.g. `.5`) under the bare names, immutably
+        params = {f"score.{k}": ",".join(v) if isinstance(v, list) else v for k, v in request.items()}
         name = f"score-{model['version'].replace('/', '-v')}-{(flow_run_id or uuid.uuid4().hex)[:8]}"
         run_id = tracking.start_run(SCORING_EXPERIMENT, name, params, tags)
     except Exception as exc:  # noqa: BLE001 - tracking never stops a scoring run

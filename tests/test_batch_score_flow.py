@@ -305,7 +305,7 @@ def _scoring_runs(out: Path) -> list:
     from crnn.requests import SCORING_EXPERIMENT
 
     exp = MlflowClient().get_experiment_by_name(SCORING_EXPERIMENT)
-    query = f"params.output_dir = '{out}'"
+    query = f"params.`score.output_dir` = '{out}'"
     return MlflowClient().search_runs([exp.experiment_id], query, order_by=["attributes.start_time ASC"])
 
 
@@ -330,7 +330,7 @@ def test_every_run_is_an_mlflow_run_and_rewrites_the_library_report(prefect_harn
         assert tags["model.uri"] == "models:/genre-crnn@champion" and tags["model.resolved"] == "genre-crnn/1"
         assert (tags["model.name"], tags["model.version"], tags["model.run_id"]) == ("genre-crnn", "1", tiny_champion)
         assert tags["prefect.flow_run_id"] == result["run_id"]
-        assert run.data.params["library"] == str(tones) and run.data.params["uncertain_below"] == "0.5"
+        assert run.data.params["score.library"] == str(tones) and run.data.params["score.uncertain_below"] == "0.5"
         for k, v in result["counts"].items():
             assert metrics[f"batch/{k}"] == v
         assert metrics["batch/wall_s"] > 0 and "batch/tracks_per_s" in metrics and "batch/uncertain" in metrics
