@@ -19,6 +19,7 @@ from crnn.config import (
     ARCHITECTURES,
     BASELINE,
     PRETRAINED_CHECKPOINTS,
+    SPLIT_METHODS,
     TOP_K,
     UNCERTAIN_BELOW,
     FeatureConfig,
@@ -46,6 +47,10 @@ CROSS_ARTIST_SOURCE = "../shared/data/gtzan_excerpts"
 """The cross-artist clips on these machines: 2-3 s excerpts of GTZAN tracks 00031-00040 (mostly other artists)."""
 DEFAULT_RESULT_FORMATS = ("csv", "jsonl")
 """Results tables ``score`` writes unless told otherwise (names in ``scoring.results.FORMATS``, the writer registry)."""
+SOURCE_LAYOUTS = ("auto", "gtzan", "tags", "folders", "fma")
+"""How a dataset source names its labels (``crnn.layouts``): GTZAN file names, genre tags, a folder per label, FMA."""
+MIN_TRACKS_PER_LABEL = 5
+"""Labels of a tagged library, folder layout or FMA with fewer tracks are excluded (too few to split and learn)."""
 TAG_MODES = ("off", "dry-run", "write")
 DEFAULT_DEPLOYMENT = "default"
 NIGHTLY_CRON = "0 2 * * *"
@@ -85,6 +90,21 @@ class DownloadRequest(WorkOptions):
         "",
         description="Expected SHA-256 (64 hex digits) of a --source archive; empty: none (GTZAN_URL is pinned). "
         "Without one, an interrupted download restarts from byte 0.",
+    )
+    source_layout: Literal[SOURCE_LAYOUTS] = Field(
+        "auto",
+        description="Where labels come from: gtzan (<genre>.<5 digits>.wav names), tags (the files' genre tags), "
+        "folders (<source>/<label>/...), fma (tracks.csv + fma_small/...); auto: fma, gtzan, tags, else folders.",
+    )
+    label_map: str = Field(
+        "",
+        description="TOML file mapping labels to raw genre values (tags, folder names, FMA genres), e.g. "
+        'hiphop = ["Hip-Hop", "Rap"]; empty: each value is its own label (GTZAN names matched loosely).',
+    )
+    min_tracks_per_label: int = Field(
+        MIN_TRACKS_PER_LABEL,
+        description="Labels with fewer tracks are left out (listed in the exclusions); not for gtzan.",
+        ge=1,
     )
 
 
@@ -145,7 +165,7 @@ class TrainingOptions(DeviceOptions, WorkOptions):
 
 RUN_FIELDS = frozenset(
     {"source", "sha256", "work_dir", "device", "feature_backend", "experiment", "model_name", "cross_artist", "model"}
-    | {"folds"}
+    | {"folds", "source_layout", "label_map", "min_tracks_per_label"}
 )
 """Request fields that say where and how a run goes, not what model it trains (not :class:`PipelineConfig`)."""
 
@@ -153,10 +173,11 @@ RUN_FIELDS = frozenset(
 class TrainRequest(FeatureOptions, TrainingOptions, DownloadRequest):
     """``train-flow``: download, split, features, training of one zoo architecture, test evaluation, registration."""
 
-    split: Literal["auto", "filtered", "index", "stratified"] = Field(
+    split: Literal[SPLIT_METHODS] = Field(
         _S.method,
-        description="Track-level split: auto (filtered when the full GTZAN is present, else stratified), filtered, "
-        "index or stratified.",
+        description="Track-level split: auto (official for FMA; grouped-stratified when tracks carry artist tags or "
+        "album folders; filtered when the full GTZAN is present; else stratified), filtered, index, stratified, "
+        "grouped-stratified (no artist/album in two splits) or official (the collection's own).",
     )
     val_fraction: float = Field(
         _S.val_fraction, description="Share of each genre's tracks for validation (stratified split)."
