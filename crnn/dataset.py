@@ -42,15 +42,25 @@ _FILE_RE = re.compile(rf"^(?P<genre>{_LABEL})\.(?P<number>\d{{5}})\.(?:au|wav)$"
 _TRACK_ID_RE = re.compile(rf"^(?P<genre>{_LABEL})\.(?P<number>\d{{5}})$")
 
 
-def label_list(genres: Iterable[str]) -> tuple[str, ...]:
+def label_list(genres: Iterable[str], *, gtzan: bool = True) -> tuple[str, ...]:
     """The label list (class order) of a model trained on tracks of ``genres``.
 
+    Args:
+        genres: each training track's label.
+        gtzan: the tracks come from a GTZAN-layout collection (ids ``<genre>.<5 digits>``, see
+            :func:`is_gtzan_id`); a tagged library, folder layout or FMA passes ``False``.
+
     Returns:
-        :data:`crnn.GENRES` when every genre is one of GTZAN's (so GTZAN models keep their ten
-        classes and their order), else the distinct genres sorted.
+        :data:`crnn.GENRES` when ``gtzan`` and every genre is one of GTZAN's (so GTZAN models keep
+        their ten classes and their order), else the distinct genres sorted (the data's own labels).
     """
     present = set(genres)
-    return GENRES if present <= set(GENRES) else tuple(sorted(present))
+    return GENRES if gtzan and present <= set(GENRES) else tuple(sorted(present))
+
+
+def is_gtzan_id(track_id: str) -> bool:
+    """``track_id`` has GTZAN's form ``<label>.<5 digits>`` (other layouts use relative paths, with a suffix)."""
+    return _TRACK_ID_RE.match(track_id) is not None
 
 
 def is_label(value: str) -> bool:
@@ -361,7 +371,7 @@ def read_manifest(manifest_csv: Path) -> list[Track]:
     for line, row in enumerate(read_csv_rows(manifest_csv, required), start=2):
         try:
             genre = row["genre"]
-            if _TRACK_ID_RE.match(row["track_id"]) and parse_track_id(row["track_id"], labels=None)[0] != genre:
+            if is_gtzan_id(row["track_id"]) and parse_track_id(row["track_id"], labels=None)[0] != genre:
                 raise ValueError(f"genre {genre!r} disagrees with track id {row['track_id']!r}")
             if not is_label(genre) or not row["track_id"]:
                 raise ValueError(f"track id {row['track_id']!r} with genre {genre!r}: need an id and a lowercase label")

@@ -191,8 +191,10 @@ def _pick_fold(
     y: np.ndarray, groups: np.ndarray, idx: np.ndarray, fraction: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """(rest, held) positions of ``idx``: one fold of about ``fraction`` of the groups, stratified by ``y``."""
-    n_groups = len(set(groups[idx]))
-    n_splits = min(max(2, round(1 / fraction)), n_groups)
+    n_groups, largest_label = len(set(groups[idx])), max(np.unique(y[idx], return_counts=True)[1])
+    n_splits = min(max(2, round(1 / fraction)), n_groups, largest_label)  # scikit-learn's bounds
+    if n_splits < 2:
+        raise ValueError(f"a grouped split needs a label with 2 or more tracks in 2 or more groups, got {len(idx)}")
     folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     with warnings.catch_warnings():  # a label with fewer groups than folds is expected in small libraries
         warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)

@@ -10,7 +10,7 @@ from pathlib import Path
 from prefect import task
 
 from crnn.config import SplitConfig
-from crnn.dataset import label_list, read_manifest, write_csv_atomic
+from crnn.dataset import is_gtzan_id, label_list, read_manifest, write_csv_atomic
 from crnn.splits import SPLITS, assign_split
 from tasks import task_logger
 
@@ -44,5 +44,5 @@ def split_tracks(manifest_csv: str, cfg: SplitConfig, out_dir: str) -> dict:
     write_csv_atomic(out, GROUPED_TABLE_COLUMNS, rows)
     counts = {s: sum(1 for v in mapping.values() if v == s) for s in SPLITS}
     task_logger().info("split %s: %s", method, counts)
-    labels = list(label_list(row[1] for row in rows))
+    labels = list(label_list((row[1] for row in rows), gtzan=all(is_gtzan_id(row[0]) for row in rows)))
     return {"method": method, "table": str(out), "counts": counts, "labels": labels}
