@@ -46,7 +46,8 @@ CROSS_ARTIST_SOURCE = "../shared/data/gtzan_excerpts"
 """The cross-artist clips on these machines: 2-3 s excerpts of GTZAN tracks 00031-00040 (mostly other artists)."""
 DEFAULT_RESULT_FORMATS = ("csv", "jsonl")
 """Results tables ``score`` writes unless told otherwise (names in ``scoring.results.FORMATS``, the writer registry)."""
-TAG_MODES = ("off", "dry-run", "write")
+TAG_MODES = ("off", "dry-run", "write", "fill-missing")
+"""Tag policies of batch scoring: none, report only, write the genre (replacing another), or write only where a file has none."""
 DEFAULT_DEPLOYMENT = "default"
 NIGHTLY_CRON = "0 2 * * *"
 """Batch scoring every night at 02:00 (in the deployment's timezone)."""
@@ -244,7 +245,9 @@ class ScoreRequest(DeviceOptions, LibraryOptions):
     )
     chunk_size: int = Field(32, description="Files per score-chunk task.")
     tags: Literal[TAG_MODES] = Field(
-        "off", description="Genre tags in the files: off, dry-run (report only) or write (ID3/Vorbis/MP4)."
+        "off",
+        description="Genre tags in the files (ID3/Vorbis/MP4): off, dry-run (report only), write (replaces another "
+        "genre; the results keep the old one) or fill-missing (only files without a genre tag).",
     )
     retry_failed: bool = Field(False, description="Try again files that failed before and did not change.")
     rescore: bool = Field(
