@@ -51,7 +51,8 @@ SOURCE_LAYOUTS = ("auto", "gtzan", "tags", "folders", "fma")
 """How a dataset source names its labels (``crnn.layouts``): GTZAN file names, genre tags, a folder per label, FMA."""
 MIN_TRACKS_PER_LABEL = 5
 """Labels of a tagged library, folder layout or FMA with fewer tracks are excluded (too few to split and learn)."""
-TAG_MODES = ("off", "dry-run", "write")
+TAG_MODES = ("off", "dry-run", "write", "fill-missing")
+"""Tag policies of batch scoring: none, report only, write the genre (replacing another), or write only where a file has none."""
 DEFAULT_DEPLOYMENT = "default"
 NIGHTLY_CRON = "0 2 * * *"
 """Batch scoring every night at 02:00 (in the deployment's timezone)."""
@@ -265,7 +266,9 @@ class ScoreRequest(DeviceOptions, LibraryOptions):
     )
     chunk_size: int = Field(32, description="Files per score-chunk task.")
     tags: Literal[TAG_MODES] = Field(
-        "off", description="Genre tags in the files: off, dry-run (report only) or write (ID3/Vorbis/MP4)."
+        "off",
+        description="Genre tags in the files (ID3/Vorbis/MP4): off, dry-run (report only), write (replaces another "
+        "genre; the results keep the old one) or fill-missing (only files without a genre tag).",
     )
     retry_failed: bool = Field(False, description="Try again files that failed before and did not change.")
     rescore: bool = Field(
