@@ -30,6 +30,7 @@ from crnn.config import (
     check_scoring_options,
     protocol_config,
 )
+from crnn.labelmap import load_label_map
 
 MODEL_NAME = "genre-crnn"
 """MLflow registered model name."""
@@ -107,6 +108,13 @@ class DownloadRequest(WorkOptions):
         description="Labels with fewer tracks are left out (listed in the exclusions); not for gtzan.",
         ge=1,
     )
+
+    @field_validator("label_map")
+    @classmethod
+    def _readable_label_map(cls, label_map: str) -> str:
+        if label_map:
+            load_label_map(label_map)  # a bad map fails here, as a usage error naming the file, not after a download
+        return label_map
 
 
 class DeviceOptions(Request):

@@ -145,3 +145,15 @@ def test_unknown_layout_and_missing_root_are_errors(tmp_path: Path) -> None:
         build_layout_manifest(tmp_path, layout="itunes", label_map=None, min_tracks=1)
     with pytest.raises(FileNotFoundError, match="not an existing folder"):
         build_layout_manifest(tmp_path / "nope", layout="tags", label_map=None, min_tracks=1)
+
+
+def test_a_bad_label_map_is_a_usage_error_of_the_request(tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    from crnn.requests import DownloadRequest, TrainRequest
+
+    bad = tmp_path / "labels.toml"
+    bad.write_text('rock = "Rock"\nrock = "Hard Rock"\n')  # a label twice: not valid TOML
+    for request in (DownloadRequest, TrainRequest):
+        with pytest.raises(ValidationError, match="labels.toml: not valid TOML"):
+            request(source=str(tmp_path), label_map=str(bad))
