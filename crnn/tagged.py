@@ -30,7 +30,7 @@ from mutagen.id3 import ID3
 from mutagen.mp4 import MP4Tags
 
 from crnn import GENRES
-from crnn.audio import AUDIO_EXTENSIONS, AudioDecodeError
+from crnn.audio import AUDIO_EXTENSIONS, AudioDecodeError, non_regular_reason
 from crnn.dataset import APPLEDOUBLE_REASON, Exclusion, Track, inspect_track, is_label
 
 LabelOf = Callable[[str], "str | None"]
@@ -88,7 +88,7 @@ def read_file_tags(path: str | Path) -> FileTags:
     """
     try:
         f = mutagen.File(str(path))
-    except mutagen.MutagenError as exc:
+    except (mutagen.MutagenError, OSError) as exc:
         raise ValueError(f"{path}: unreadable tags ({exc})") from exc
     tags = None if f is None else f.tags
     if tags is None:
@@ -120,8 +120,16 @@ def default_label(raw: str) -> str | None:
 
 
 def _walk(root: Path) -> Iterator[Path]:
-    """Files under ``root``, sorted, hidden folders skipped (``._*`` files are yielded, to be reported)."""
+    """Files under ``root``, sorted, hidden folders skipped (``._*`` files are yielded, to be reported).
+
+    Symlinked folders are followed once each (a link loop is walked once).
+    """
+    seen: set[str] = set()
     for folder, dirs, files in os.walk(root, followlinks=True):
+        if os.path.realpath(folder) in seen:
+            dirs[:] = []
+            continue
+        seen.add(os.path.realpath(folder))
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
             if not name.startswith(".") or name.startswith("._"):
@@ -143,6 +151,8 @@ def audio_files(root: Path) -> tuple[list[Path], list[Exclusion]]:
             excluded.append(Exclusion(os.path.abspath(path), APPLEDOUBLE_REASON))
         elif path.suffix.lower() not in AUDIO_EXTENSIONS:
             excluded.append(Exclusion(os.path.abspath(path), f"not an audio file ({path.suffix or 'no suffix'})"))
+        elif (reason := non_regular_reason(path)) or not path.exists():  # never opened: a FIFO blocks a reader
+            excluded.append(Exclusion(os.path.abspath(path), reason or "broken symlink: its target does not exist"))
         else:
             found.append(path)
     return found, excluded

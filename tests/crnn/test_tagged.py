@@ -157,3 +157,18 @@ def test_a_bad_label_map_is_a_usage_error_of_the_request(tmp_path: Path) -> None
     for request in (DownloadRequest, TrainRequest):
         with pytest.raises(ValidationError, match="labels.toml: not valid TOML"):
             request(source=str(tmp_path), label_map=str(bad))
+
+
+def test_a_fifo_a_broken_link_and_a_link_loop_never_stop_the_scan(tmp_path: Path) -> None:
+    import os
+
+    root = tmp_path / "lib"
+    song(root / "A/01.flac", genre="Jazz", artist="A")
+    os.mkfifo(root / "A/pipe.mp3")  # opening it to read tags would block
+    (root / "A/gone.mp3").symlink_to(tmp_path / "missing.mp3")
+    (root / "A/loop").symlink_to(root)
+    _, tracks, excluded = build_layout_manifest(root, layout="tags", label_map=None, min_tracks=1)
+    assert [t.track_id for t in tracks] == ["A/01.flac"]
+    reasons = _reasons(excluded, root)
+    assert reasons["A/pipe.mp3"].startswith("not a regular file (a FIFO)")
+    assert reasons["A/gone.mp3"] == "broken symlink: its target does not exist"
