@@ -124,8 +124,11 @@ def test_readme_downloads_of_a_tagged_library_and_of_fma(prefect_api: str, tmp_p
     tagged = _readme("download --source ~/Music --source-layout tags", library, label_map)
     fma_line = readme_command("--source-layout fma").replace("data/fma", str(fma))
     options = "--min-tracks-per-label 2 --work-dir"
-    out = _run(f"{tagged} {options} {tmp_path / 'w1'} && {fma_line} {options} {tmp_path / 'w2'}", tmp_path, prefect_api)
-    assert "2 tracks, 1 excluded" in out and "5 tracks, 0 excluded" in out
+    _run(f"{tagged} {options} {tmp_path / 'w1'} && {fma_line} {options} {tmp_path / 'w2'}", tmp_path, prefect_api)
+    reasons = pd.read_csv(next((tmp_path / "w1").glob("manifests/*/exclusions.csv")))["reason"]
+    assert list(reasons) == ["genre 'Polka' is not in the label map"]
+    reasons = pd.read_csv(next((tmp_path / "w2").glob("manifests/*/exclusions.csv")))["reason"]
+    assert list(reasons) == ["listed in tracks.csv (small) but missing"] * 3  # tracks 10, 134 and 148
 
     manifest = pd.read_csv(next((tmp_path / "w1").glob("manifests/*/manifest.csv")))
     assert list(manifest["track_id"]) == ["A0/01.mp3", "A1/01.mp3"] and set(manifest["genre"]) == {"hiphop"}
