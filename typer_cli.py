@@ -211,7 +211,8 @@ def download(request: DownloadRequest) -> None:
     from flows.download_flow import download_flow
 
     _fetch_with_progress(request.source, Path(request.work_dir), request.sha256)
-    result = download_flow(source=conceal(request.source), work_dir=request.work_dir, sha256=request.sha256)
+    layout = request.options("source_layout", "label_map", "min_tracks_per_label")
+    result = download_flow(conceal(request.source), request.work_dir, request.sha256, **layout)
     console.print(
         f"[green]{result['n_tracks']} tracks[/], {result['n_excluded']} excluded; manifest: {result['manifest']}"
     )

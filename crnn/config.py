@@ -300,13 +300,18 @@ class TrainConfig:
         _check(self.pretrained_lr_scale >= 0, f"pretrained_lr_scale must be >= 0, got {self.pretrained_lr_scale}")
 
 
+SPLIT_METHODS = ("auto", "filtered", "index", "stratified", "grouped-stratified", "official")
+"""Track-level split methods (:func:`crnn.splits.assign_split`)."""
+
+
 @dataclass(frozen=True)
 class SplitConfig:
     """Track-level split.
 
     Attributes:
-        method: ``"auto"`` (``filtered`` when the full GTZAN is present, else ``stratified``),
-            ``"filtered"``, ``"index"`` or ``"stratified"``.
+        method: one of :data:`SPLIT_METHODS`; ``"auto"``: ``official`` when every track carries the
+            collection's own split, ``grouped-stratified`` when tracks carry groups (artist, album
+            folder), ``filtered`` when the full GTZAN is present, else ``stratified``.
         val_fraction: share of each genre's tracks for validation (stratified only).
         test_fraction: share of each genre's tracks for test (stratified only).
         seed: shuffles tracks within each genre (stratified only).
@@ -319,8 +324,8 @@ class SplitConfig:
 
     def __post_init__(self) -> None:
         _check(
-            self.method in ("auto", "filtered", "index", "stratified"),
-            f"split method must be auto, filtered, index or stratified, got {self.method!r}",
+            self.method in SPLIT_METHODS,
+            f"split method must be one of {', '.join(SPLIT_METHODS)}, got {self.method!r}",
         )
         _check(
             0 < self.val_fraction < 1 and 0 < self.test_fraction < 1 and self.val_fraction + self.test_fraction < 1,

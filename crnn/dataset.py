@@ -19,9 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+import av
+
 from crnn import GENRES
 from crnn.atomic import atomic_open
-from crnn.audio import AudioDecodeError, audio_info, file_sha256, load_audio
+from crnn.audio import FFMPEG_EXTENSIONS, AudioDecodeError, audio_info, file_sha256, load_audio
 
 APPLEDOUBLE_REASON = "macOS resource fork (._ file)"
 """Exclusion reason of every ``._*`` AppleDouble file."""
@@ -30,7 +32,9 @@ MIN_DURATION_S = 1.0
 """Tracks shorter than this (in seconds) are excluded: too short for one model segment."""
 LABELS_FILE = "labels.txt"
 """At a collection's root: the labels its file names use, one per line, instead of :data:`crnn.GENRES`."""
-MANIFEST_COLUMNS = ("track_id", "genre", "path", "duration_s", "sample_rate", "sha256")
+MANIFEST_COLUMNS = ("track_id", "genre", "path", "duration_s", "sample_rate", "sha256", "group", "official_split")
+"""Columns of a manifest; ``group`` and ``official_split`` may be missing in manifests of earlier versions."""
+_OPTIONAL_COLUMNS = ("group", "official_split")
 EXCLUSION_COLUMNS = ("path", "reason")
 
 _LABEL = r"[a-z][a-z0-9_-]*"
@@ -38,15 +42,30 @@ _FILE_RE = re.compile(rf"^(?P<genre>{_LABEL})\.(?P<number>\d{{5}})\.(?:au|wav)$"
 _TRACK_ID_RE = re.compile(rf"^(?P<genre>{_LABEL})\.(?P<number>\d{{5}})$")
 
 
-def label_list(genres: Iterable[str]) -> tuple[str, ...]:
+def label_list(genres: Iterable[str], *, gtzan: bool = True) -> tuple[str, ...]:
     """The label list (class order) of a model trained on tracks of ``genres``.
 
+    Args:
+        genres: each training track's label.
+        gtzan: the tracks come from a GTZAN-layout collection (ids ``<genre>.<5 digits>``, see
+            :func:`is_gtzan_id`); a tagged library, folder layout or FMA passes ``False``.
+
     Returns:
-        :data:`crnn.GENRES` when every genre is one of GTZAN's (so GTZAN models keep their ten
-        classes and their order), else the distinct genres sorted.
+        :data:`crnn.GENRES` when ``gtzan`` and every genre is one of GTZAN's (so GTZAN models keep
+        their ten classes and their order), else the distinct genres sorted (the data's own labels).
     """
     present = set(genres)
-    return GENRES if present <= set(GENRES) else tuple(sorted(present))
+    return GENRES if gtzan and present <= set(GENRES) else tuple(sorted(present))
+
+
+def is_gtzan_id(track_id: str) -> bool:
+    """``track_id`` has GTZAN's form ``<label>.<5 digits>`` (other layouts use relative paths, with a suffix)."""
+    return _TRACK_ID_RE.match(track_id) is not None
+
+
+def is_label(value: str) -> bool:
+    """``value`` is a label: lowercase letter first, then letters, digits, ``_`` or ``-`` (``"hip-hop"``)."""
+    return re.fullmatch(_LABEL, value) is not None
 
 
 def read_labels_file(root: Path) -> tuple[str, ...] | None:
@@ -70,12 +89,18 @@ class Track:
     """One decodable audio file.
 
     Attributes:
-        track_id: ``"<genre>.<5 digits>"``, e.g. ``"blues.00000"``.
-        genre: one of :data:`crnn.GENRES`, or of the collection's :data:`LABELS_FILE` (taken from the file name).
+        track_id: GTZAN: ``"<genre>.<5 digits>"``, e.g. ``"blues.00000"``; other layouts (tagged
+            library, folder per label, FMA): the file's path relative to the collection root, in
+            POSIX form (``"Artist/Album/01 Song.mp3"``), stable across runs and unique.
+        genre: the track's label: one of :data:`crnn.GENRES`, of the collection's :data:`LABELS_FILE`
+            (taken from the file name), or of the library's tags / folders / metadata.
         path: absolute path of the file.
         duration_s: decoded length (in seconds).
         sample_rate: native rate (in Hz).
         sha256: hex SHA-256 of the file's bytes.
+        group: what must stay in one split (``"artist:<name>"`` or ``"folder:<relative album folder>"``);
+            ``""``: the track is its own group.
+        official_split: the collection's own split of the track (FMA's ``train``/``val``/``test``), else ``""``.
     """
 
     track_id: str
@@ -84,6 +109,8 @@ class Track:
     duration_s: float
     sample_rate: int
     sha256: str
+    group: str = ""
+    official_split: str = ""
 
 
 @dataclass(frozen=True)
@@ -199,30 +226,56 @@ def _find_wav_data_chunk(f: BinaryIO) -> tuple[int, int] | None:
         f.seek(size + (size & 1), os.SEEK_CUR)
 
 
-def inspect_track(path: Path, track_id: str) -> Track:
+def inspect_track(path: Path, track_id: str, *, genre: str | None = None) -> Track:
     """Check the header, decode the whole file once and hash it.
+
+    Args:
+        path: an audio file of any suffix in :data:`crnn.audio.AUDIO_EXTENSIONS`.
+        track_id: its id; a GTZAN id when ``genre`` is ``None`` (the genre is read from it).
+        genre: the track's label, for ids of other layouts.
 
     Raises:
         AudioDecodeError: unreadable or missing header, truncated, zero-length, undecodable or
             shorter than :data:`MIN_DURATION_S`; the reason names the fault.
     """
-    info = audio_info(path)
+    sample_rate = native_sample_rate(path)
     problem = _header_problem(path)
     if problem is not None:
         raise AudioDecodeError(path, problem)
-    samples = load_audio(path, info.sample_rate)  # native rate: no resampling
-    duration_s = samples.shape[0] / info.sample_rate
+    samples = load_audio(path, sample_rate)  # native rate: no resampling
+    duration_s = samples.shape[0] / sample_rate
     if duration_s < MIN_DURATION_S:
         raise AudioDecodeError(path, f"too short: {duration_s:.3f} s of audio, under {MIN_DURATION_S} s")
-    genre, _ = parse_track_id(track_id, labels=None)  # the caller matched its label set
+    if genre is None:
+        genre, _ = parse_track_id(track_id, labels=None)  # the caller matched its label set
     return Track(
         track_id=track_id,
         genre=genre,
         path=os.path.abspath(path),
         duration_s=duration_s,
-        sample_rate=info.sample_rate,
+        sample_rate=sample_rate,
         sha256=file_sha256(path),
     )
+
+
+def native_sample_rate(path: Path) -> int:
+    """The rate (in Hz) ``path`` declares: libsndfile's header, or FFmpeg's for MPEG-4/AAC files.
+
+    Raises:
+        AudioDecodeError: unreadable header, no audio stream, or a rate outside the accepted range.
+    """
+    if Path(path).suffix.lower() not in FFMPEG_EXTENSIONS:
+        return audio_info(path).sample_rate
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise AudioDecodeError(path, "no audio stream")
+            rate = container.streams.audio[0].codec_context.sample_rate
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        raise AudioDecodeError(path, f"unreadable header: {exc}") from exc
+    if not rate:
+        raise AudioDecodeError(path, "no sample rate in the audio stream")
+    return int(rate)
 
 
 def _appledouble_exclusions(root: Path) -> list[Exclusion]:
@@ -314,15 +367,25 @@ def read_manifest(manifest_csv: Path) -> list[Track]:
     """
     tracks: list[Track] = []
     seen: set[str] = set()
-    for line, row in enumerate(read_csv_rows(manifest_csv, MANIFEST_COLUMNS), start=2):
+    required = [c for c in MANIFEST_COLUMNS if c not in _OPTIONAL_COLUMNS]
+    for line, row in enumerate(read_csv_rows(manifest_csv, required), start=2):
         try:
-            genre, _ = parse_track_id(row["track_id"], labels=None)  # build_manifest checked the label set
-            if genre != row["genre"]:
-                raise ValueError(f"genre {row['genre']!r} disagrees with track id {row['track_id']!r}")
+            genre = row["genre"]
+            if is_gtzan_id(row["track_id"]) and parse_track_id(row["track_id"], labels=None)[0] != genre:
+                raise ValueError(f"genre {genre!r} disagrees with track id {row['track_id']!r}")
+            if not is_label(genre) or not row["track_id"]:
+                raise ValueError(f"track id {row['track_id']!r} with genre {genre!r}: need an id and a lowercase label")
             if row["track_id"] in seen:
                 raise ValueError(f"duplicate track id {row['track_id']!r}")
+            extra = {c: row.get(c) or "" for c in _OPTIONAL_COLUMNS}
             track = Track(
-                row["track_id"], genre, row["path"], float(row["duration_s"]), int(row["sample_rate"]), row["sha256"]
+                row["track_id"],
+                genre,
+                row["path"],
+                float(row["duration_s"]),
+                int(row["sample_rate"]),
+                row["sha256"],
+                **extra,
             )
         except (ValueError, TypeError) as exc:
             raise ValueError(f"{manifest_csv}, line {line}: {exc}") from exc

@@ -19,6 +19,7 @@ from crnn.config import (
     ARCHITECTURES,
     BASELINE,
     PRETRAINED_CHECKPOINTS,
+    SPLIT_METHODS,
     TOP_K,
     UNCERTAIN_BELOW,
     FeatureConfig,
@@ -29,6 +30,7 @@ from crnn.config import (
     check_scoring_options,
     protocol_config,
 )
+from crnn.labelmap import load_label_map
 
 MODEL_NAME = "genre-crnn"
 """MLflow registered model name."""
@@ -48,7 +50,12 @@ CROSS_ARTIST_SOURCE = "../shared/data/gtzan_excerpts"
 """The cross-artist clips on these machines: 2-3 s excerpts of GTZAN tracks 00031-00040 (mostly other artists)."""
 DEFAULT_RESULT_FORMATS = ("csv", "jsonl")
 """Results tables ``score`` writes unless told otherwise (names in ``scoring.results.FORMATS``, the writer registry)."""
-TAG_MODES = ("off", "dry-run", "write")
+SOURCE_LAYOUTS = ("auto", "gtzan", "tags", "folders", "fma")
+"""How a dataset source names its labels (``crnn.layouts``): GTZAN file names, genre tags, a folder per label, FMA."""
+MIN_TRACKS_PER_LABEL = 5
+"""Labels of a tagged library, folder layout or FMA with fewer tracks are excluded (too few to split and learn)."""
+TAG_MODES = ("off", "dry-run", "write", "fill-missing")
+"""Tag policies of batch scoring: none, report only, write the genre (replacing another), or write only where a file has none."""
 DEFAULT_DEPLOYMENT = "default"
 NIGHTLY_CRON = "0 2 * * *"
 """Batch scoring every night at 02:00 (in the deployment's timezone)."""
@@ -88,6 +95,28 @@ class DownloadRequest(WorkOptions):
         description="Expected SHA-256 (64 hex digits) of a --source archive; empty: none (GTZAN_URL is pinned). "
         "Without one, an interrupted download restarts from byte 0.",
     )
+    source_layout: Literal[SOURCE_LAYOUTS] = Field(
+        "auto",
+        description="Where labels come from: gtzan (<genre>.<5 digits>.wav names), tags (the files' genre tags), "
+        "folders (<source>/<label>/...), fma (tracks.csv + fma_small/...); auto: fma, gtzan, tags, else folders.",
+    )
+    label_map: str = Field(
+        "",
+        description="TOML file mapping labels to raw genre values (tags, folder names, FMA genres), e.g. "
+        'hiphop = ["Hip-Hop", "Rap"]; empty: each value is its own label (GTZAN names matched loosely).',
+    )
+    min_tracks_per_label: int = Field(
+        MIN_TRACKS_PER_LABEL,
+        description="Labels with fewer tracks are left out (listed in the exclusions); not for gtzan.",
+        ge=1,
+    )
+
+    @field_validator("label_map")
+    @classmethod
+    def _readable_label_map(cls, label_map: str) -> str:
+        if label_map:
+            load_label_map(label_map)  # a bad map fails here, as a usage error naming the file, not after a download
+        return label_map
 
 
 class DeviceOptions(Request):
@@ -147,7 +176,7 @@ class TrainingOptions(DeviceOptions, WorkOptions):
 
 RUN_FIELDS = frozenset(
     {"source", "sha256", "work_dir", "device", "feature_backend", "experiment", "model_name", "cross_artist", "model"}
-    | {"folds"}
+    | {"folds", "source_layout", "label_map", "min_tracks_per_label"}
 )
 """Request fields that say where and how a run goes, not what model it trains (not :class:`PipelineConfig`)."""
 
@@ -155,10 +184,11 @@ RUN_FIELDS = frozenset(
 class TrainRequest(FeatureOptions, TrainingOptions, DownloadRequest):
     """``train-flow``: download, split, features, training of one zoo architecture, test evaluation, registration."""
 
-    split: Literal["auto", "filtered", "index", "stratified"] = Field(
+    split: Literal[SPLIT_METHODS] = Field(
         _S.method,
-        description="Track-level split: auto (filtered when the full GTZAN is present, else stratified), filtered, "
-        "index or stratified.",
+        description="Track-level split: auto (official for FMA; grouped-stratified when tracks carry artist tags or "
+        "album folders; filtered when the full GTZAN is present; else stratified), filtered, index, stratified, "
+        "grouped-stratified (no artist/album in two splits) or official (the collection's own).",
     )
     val_fraction: float = Field(
         _S.val_fraction, description="Share of each genre's tracks for validation (stratified split)."
@@ -246,7 +276,9 @@ class ScoreRequest(DeviceOptions, LibraryOptions):
     )
     chunk_size: int = Field(32, description="Files per score-chunk task.")
     tags: Literal[TAG_MODES] = Field(
-        "off", description="Genre tags in the files: off, dry-run (report only) or write (ID3/Vorbis/MP4)."
+        "off",
+        description="Genre tags in the files (ID3/Vorbis/MP4): off, dry-run (report only), write (replaces another "
+        "genre; the results keep the old one) or fill-missing (only files without a genre tag).",
     )
     retry_failed: bool = Field(False, description="Try again files that failed before and did not change.")
     rescore: bool = Field(

@@ -9,6 +9,12 @@ splits. Three methods:
 - ``index``: per genre, track numbers 0-69 train, 70-89 val, 90-99 test (seed ``000``).
 - ``stratified``: per genre, a seeded shuffle cut by fractions (for subsets such as
   ``gtzan_mini``; artists are shared between splits, so its accuracy is optimistic).
+
+Two more for other collections (:mod:`crnn.tagged`, :mod:`crnn.fma`), whose tracks carry a group:
+
+- ``grouped-stratified``: no group (artist, else album folder) in two splits, labels balanced
+  across splits as far as the groups allow (scikit-learn's ``StratifiedGroupKFold``).
+- ``official``: the collection's own split (FMA's artist-filtered ``set/split`` column).
 """
 
 from __future__ import annotations
@@ -18,12 +24,14 @@ import functools
 import importlib.resources
 import io
 import math
+import warnings
 import zlib
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+from sklearn.model_selection import StratifiedGroupKFold
 
 from crnn.config import SplitConfig
 from crnn.dataset import parse_track_id, read_csv_rows, write_csv_atomic
@@ -179,26 +187,134 @@ def _index_for(track_ids: Sequence[str]) -> dict[str, str]:
     return mapping
 
 
-def assign_split(track_ids: list[str], genres: list[str], cfg: SplitConfig) -> tuple[str, dict[str, str]]:
+def _pick_fold(
+    y: np.ndarray, groups: np.ndarray, idx: np.ndarray, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(rest, held) positions of ``idx``: one fold of about ``fraction`` of the groups, stratified by ``y``."""
+    n_groups, largest_label = len(set(groups[idx])), max(np.unique(y[idx], return_counts=True)[1])
+    n_splits = min(max(2, round(1 / fraction)), n_groups, largest_label)  # scikit-learn's bounds
+    if n_splits < 2:
+        raise ValueError(f"a grouped split needs a label with 2 or more tracks in 2 or more groups, got {len(idx)}")
+    folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    with warnings.catch_warnings():  # a label with fewer groups than folds is expected in small libraries
+        warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
+        rest, held = next(folds.split(np.zeros(len(idx)), y[idx], groups[idx]))
+    return idx[rest], idx[held]
+
+
+def grouped_stratified_split(
+    track_ids: Sequence[str],
+    genres: Sequence[str],
+    groups: Sequence[str],
+    *,
+    val_fraction: float,
+    test_fraction: float,
+    seed: int,
+) -> dict[str, str]:
+    """Track-level split in which no group (an artist, an album folder) is in two splits, stratified by genre.
+
+    Test is one fold of ``StratifiedGroupKFold`` with ``round(1 / test_fraction)`` folds (at most one per
+    group); val is one fold of the rest cut the same way by ``val_fraction / (1 - test_fraction)``.
+    Tracks are sorted by id first, so the result depends on the tracks, groups and seed only.
+
+    Args:
+        track_ids: unique track ids.
+        genres: genre of each track.
+        groups: group of each track; ``""`` makes the track its own group.
+        val_fraction: share of tracks for val, in (0, 1), approximately (whole groups move).
+        test_fraction: share of tracks for test, in (0, 1); ``val + test < 1``.
+        seed: non-negative shuffle seed.
+
+    Returns:
+        ``track_id -> split`` for every track.
+
+    Raises:
+        ValueError: lengths differ, ids repeat, fractions or seed out of range, or fewer than 3 groups.
+    """
+    _check_inputs(track_ids, genres)
+    if len(groups) != len(track_ids):
+        raise ValueError(f"need one group per track, got {len(track_ids)} track ids and {len(groups)} groups")
+    if not (0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1) or seed < 0:
+        raise ValueError(
+            f"need 0 < val_fraction, test_fraction, their sum < 1 and seed >= 0, got {val_fraction}, "
+            f"{test_fraction}, {seed}"
+        )
+    order = sorted(range(len(track_ids)), key=lambda i: track_ids[i])
+    ids = np.asarray([track_ids[i] for i in order])
+    y = np.asarray([genres[i] for i in order])
+    g = np.asarray([groups[i] or f"track:{track_ids[i]}" for i in order])
+    if len(set(g)) < 3:
+        raise ValueError(f"a grouped split needs at least 3 groups (artists or album folders), got {len(set(g))}")
+    rest, test = _pick_fold(y, g, np.arange(len(ids)), test_fraction, seed)
+    if len(set(g[rest])) < 2:
+        raise ValueError(f"a grouped split needs groups left for train and val, got {len(set(g[rest]))}")
+    train, val = _pick_fold(y, g, rest, val_fraction / (1 - test_fraction), seed)
+    mapping = {str(t): "train" for t in ids[train]}
+    mapping.update({str(t): "val" for t in ids[val]})
+    mapping.update({str(t): "test" for t in ids[test]})
+    return mapping
+
+
+def official_split(track_ids: Sequence[str], official: Sequence[str]) -> dict[str, str]:
+    """The collection's own split (FMA's ``set/split``, already in :data:`SPLITS` names).
+
+    Raises:
+        ValueError: a track has no official split or an unknown one (the message names one).
+    """
+    bad = [(t, s) for t, s in zip(track_ids, official) if s not in SPLITS]
+    if bad or len(official) != len(track_ids):
+        raise ValueError(f"split method 'official' needs every track's own split; e.g. {bad[:1] or 'lengths differ'}")
+    return dict(zip(track_ids, official))
+
+
+def _auto_method(track_ids: Sequence[str], groups: Sequence[str] | None, official: Sequence[str] | None) -> str:
+    if official and all(official):
+        return "official"
+    if groups and any(groups):
+        return "grouped-stratified"
+    return "filtered" if len(_filtered_missing(track_ids)) <= FILTERED_MAX_MISSING else "stratified"
+
+
+def assign_split(
+    track_ids: list[str],
+    genres: list[str],
+    cfg: SplitConfig,
+    *,
+    groups: Sequence[str] | None = None,
+    official: Sequence[str] | None = None,
+) -> tuple[str, dict[str, str]]:
     """Choose and apply the split method of ``cfg``.
 
-    ``"auto"`` means ``"filtered"`` when the 930 filtered ids are in ``track_ids`` (up to
-    :data:`FILTERED_MAX_MISSING` may be missing, e.g. excluded as corrupt), else ``"stratified"``. With ``"filtered"``, tracks outside the filtered lists (GTZAN's
+    ``"auto"`` means ``"official"`` when every track has an ``official`` split, else
+    ``"grouped-stratified"`` when any track has a group, else ``"filtered"`` when the 930 filtered
+    ids are in ``track_ids`` (up to :data:`FILTERED_MAX_MISSING` may be missing, e.g. excluded as
+    corrupt), else ``"stratified"``. With ``"filtered"``, tracks outside the filtered lists (GTZAN's
     faulty excerpts) are left out of the mapping.
+
+    Args:
+        track_ids: unique track ids.
+        genres: genre of each track.
+        cfg: the method, fractions and seed.
+        groups: each track's group (``crnn.dataset.Track.group``; ``""``: none), or ``None``.
+        official: each track's own split (``crnn.dataset.Track.official_split``; ``""``: none), or ``None``.
 
     Returns:
         (method actually used, ``track_id -> split``).
 
     Raises:
         ValueError: no tracks; ``"filtered"`` with more than :data:`FILTERED_MAX_MISSING` filtered ids missing (the message says how
-            many and names one); ``"index"`` leaving a split empty; bad stratified inputs.
+            many and names one); ``"index"`` leaving a split empty; ``"official"`` without every track's
+            split; bad stratified or grouped inputs.
     """
     _check_inputs(track_ids, genres)
     if not track_ids:
         raise ValueError("no tracks to split")
-    method = cfg.method
-    if method == "auto":
-        method = "filtered" if len(_filtered_missing(track_ids)) <= FILTERED_MAX_MISSING else "stratified"
+    method = _auto_method(track_ids, groups, official) if cfg.method == "auto" else cfg.method
+    if method == "official":
+        return method, official_split(track_ids, official or [])
+    if method == "grouped-stratified":
+        fractions = {"val_fraction": cfg.val_fraction, "test_fraction": cfg.test_fraction, "seed": cfg.seed}
+        return method, grouped_stratified_split(track_ids, genres, groups or [""] * len(track_ids), **fractions)
     if method == "filtered":
         return method, _filtered_for(track_ids)
     if method == "index":

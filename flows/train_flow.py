@@ -32,7 +32,8 @@ def train_flow(request: Deployed[TrainRequest]) -> dict:
     cfg = request.pipeline_config()
     source, device, backend = request.source, request.device, request.feature_backend
     work = Path(request.work_dir)
-    dataset = download_dataset(source, str(work), request.sha256)
+    layout = request.options("source_layout", "label_map", "min_tracks_per_label")
+    dataset = download_dataset(source, str(work), request.sha256, **layout)
     split_info = split_tracks(dataset["manifest"], cfg.split, str(Path(dataset["manifest"]).parent))
     cfg = cfg.with_labels(split_info["labels"])  # the classes come from the data
     planned = plan_log_mels(split_info["table"], cfg.features, str(work / "features"))

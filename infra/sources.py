@@ -1,4 +1,4 @@
-"""Fetch a dataset from a URL, S3, a local archive or a local folder into a local cache.
+"""Fetch a dataset from a URL, S3 (an archive or a prefix of loose files), a local archive or folder into a local cache.
 
 Downloads resume from a `.part` file, are checked against a SHA-256 digest and renamed
 atomically; archives are extracted once, safely, into `cache_dir/extracted/<archive-stem>/`.
@@ -28,7 +28,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 from crnn.audio import file_sha256
 from crnn.requests import GTZAN_URL
 from infra.redact import RedactFilter, redact
-from infra.storage import S3UriError, commit, fsync_dir, s3_client, split_s3_uri
+from infra.storage import S3UriError, atomic_path, commit, fsync_dir, s3_client, split_s3_uri
 
 GTZAN_SHA256 = "24347e0223d2ba798e0a558c4c172d9d4a19c00bb7963fe055d183dadb4ef2c6"  # genres.tar.gz, as torchaudio pins
 
@@ -108,8 +108,9 @@ def fetch_dataset(
     """Return a local folder that contains the dataset's audio files.
 
     Args:
-        source: `http(s)://` URL or `s3://bucket/key` of a .tar.gz/.tgz/.tar/.zip archive, a local
-            archive path, or a local folder (returned resolved, not copied).
+        source: `http(s)://` URL or `s3://bucket/key` of a .tar.gz/.tgz/.tar/.zip archive, an
+            `s3://bucket/prefix` of loose files (a music library; mirrored, see `_mirror_s3`), a
+            local archive path, or a local folder (returned resolved, not copied).
         cache_dir: root of `downloads/<slot>/` and `extracted/<slot>/` (see `source_slot`).
         sha256: expected hex digest of the archive; defaults to GTZAN_SHA256 for GTZAN_URL ("" = None).
             Without one, a `.part` file left by an earlier run is discarded rather than resumed.
@@ -117,7 +118,7 @@ def fetch_dataset(
         limits: download and extraction bounds.
 
     Returns:
-        The source folder, or `cache_dir/extracted/<slot>/<archive-stem>/`.
+        The source folder, `cache_dir/extracted/<slot>/<archive-stem>/`, or `cache_dir/mirrors/<slot>/`.
 
     Raises:
         DatasetSourceError: the source is missing, unreachable, fails its checksum, is unsafe or too
@@ -130,6 +131,10 @@ def fetch_dataset(
         raise DatasetSourceError(f"{source}: --sha256 must be 64 hex digits, got {sha256!r}")
     cache_dir = Path(cache_dir)
     slot = source_slot(source)
+    if _is_s3_prefix(source):
+        if sha256 is not None:
+            raise DatasetSourceError(f"{source}: --sha256 applies to an archive, not to an s3:// prefix of files")
+        return _mirror_s3(source, cache_dir / "mirrors" / slot, limits)
     if urlparse(source).scheme.lower() in ("http", "https", "s3"):
         archive = _fetch_remote(source, cache_dir / "downloads" / slot, sha256, progress, limits)
         try:
@@ -150,6 +155,69 @@ def fetch_dataset(
             _verify(path, sha256, source)
         archive = path
     return _extract(archive, cache_dir / "extracted" / slot, source, limits)
+
+
+def _is_s3_prefix(source: str) -> bool:
+    """`s3://bucket[/prefix]` whose last part is not an archive name: a folder of files to mirror."""
+    parsed = urlparse(source)
+    return parsed.scheme.lower() == "s3" and not PurePosixPath(parsed.path).name.lower().endswith(_ARCHIVE_SUFFIXES)
+
+
+def _list_s3_prefix(uri: str, limits: SourceLimits) -> tuple[str, list[dict]]:
+    """(bucket, objects) under `uri`'s prefix, hidden names and folder markers left out, within `limits`."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        bucket, prefix = split_s3_uri(uri)
+    except S3UriError as exc:
+        raise DatasetSourceError(str(exc)) from exc
+    prefix = f"{prefix.rstrip('/')}/" if prefix else ""
+    objects: list[dict] = []
+    try:
+        for page in s3_client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for obj in page.get("Contents", []):
+                rel = obj["Key"][len(prefix) :]
+                if rel and not rel.endswith("/") and not any(p.startswith(".") for p in rel.split("/")):
+                    objects.append(obj | {"rel": rel})
+    except (BotoCoreError, ClientError) as exc:
+        raise DatasetSourceError(f"{uri}: cannot list ({exc})") from exc
+    total = sum(o["Size"] for o in objects)
+    if len(objects) > limits.max_members or total > limits.max_download_bytes:
+        raise DatasetSourceError(f"{uri}: {len(objects)} objects, {total} bytes: over the source limits")
+    if not objects:
+        raise DatasetSourceError(f"{uri}: no files under this prefix")
+    return bucket, objects
+
+
+def _mirror_s3(uri: str, dest: Path, limits: SourceLimits) -> Path:
+    """Mirror the files under `s3://bucket/prefix` into `dest`, keeping their relative keys; return `dest`.
+
+    Each object is downloaded to a temporary name and renamed when complete, then stamped with its
+    LastModified time; a rerun fetches only objects whose size or time changed (so an interrupted
+    mirror resumes), and removes local files whose object is gone.
+    """
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    bucket, objects = _list_s3_prefix(uri, limits)
+    dest.mkdir(parents=True, exist_ok=True)
+    fetched = 0
+    for obj in objects:
+        _check_name(obj["rel"], dest, uri)
+        target, mtime_ns = dest / obj["rel"], int(obj["LastModified"].timestamp() * 1e9)
+        if target.is_file() and target.stat().st_size == obj["Size"] and target.stat().st_mtime_ns == mtime_ns:
+            continue
+        try:
+            with atomic_path(target) as tmp:
+                s3_client().download_file(bucket, obj["Key"], str(tmp))
+        except (BotoCoreError, ClientError) as exc:
+            raise DatasetSourceError(f"s3://{bucket}/{obj['Key']}: download failed ({exc})") from exc
+        os.utime(target, ns=(mtime_ns, mtime_ns))
+        fetched += 1
+    keep = {dest / o["rel"] for o in objects}
+    for path in [p for p in dest.rglob("*") if p.is_file() and p not in keep and not p.name.startswith(".")]:
+        path.unlink()
+    logger.info("Mirrored %s to %s: %d of %d files fetched", uri, dest, fetched, len(objects))
+    return dest.resolve()
 
 
 def source_slot(source: str) -> str:

@@ -141,26 +141,30 @@ def score_files(
 
 
 def tag_decision(row: dict, value: str, mode: str, library: Sequence[str]) -> str:
-    """The tag policy for one scored row: write, report (``dry-run``) or skip, as a ``tag_status`` text.
+    """The tag policy for one scored row: write, keep the file's own tag, report or skip, as a ``tag_status`` text.
 
+    ``write`` replaces a different genre tag and records the value it replaced; ``fill-missing`` writes
+    only to files without one (``kept-existing`` otherwise); ``dry-run`` reports what ``write`` would do.
     S3 objects and uncertain tracks are skipped; so is a file whose real path leaves the local
-    ``library`` roots or that is unsafe to rewrite (the reason is the status).
+    ``library`` roots or that is unsafe to rewrite (the reason is the status). See :class:`tags.TagOutcome`.
     """
     if row["path"].startswith("s3://"):
-        return "skipped: S3 objects are not tagged"
+        return tags.TagOutcome("skipped", "S3 objects are not tagged").status
     if row["uncertain"]:
-        return f"skipped: uncertain ({row['probability']:.2f})"
+        return tags.TagOutcome("skipped", f"uncertain ({row['probability']:.2f})").status
     roots = [r for r in library if not r.startswith("s3://")]
     try:
-        tags.check_writable(Path(row["path"]).resolve(), roots)  # also in dry-run: report what write would refuse
         current = tags.read_genre(row["path"])
+        if mode == "fill-missing" and current is not None:
+            return tags.TagOutcome("kept-existing", existing=current).status  # never rewritten, so not checked
+        tags.check_writable(Path(row["path"]).resolve(), roots)  # also in dry-run: report what write would refuse
         if current == value:
-            return f"written: {value}"  # already carries it
+            return tags.TagOutcome("written", value).status  # already carries it
         if mode == "dry-run":
-            return f"dry-run: would write {value} (now: {current or 'none'})"
-        return f"written: {tags.write_genre(row['path'], row['genre'], roots=roots)}"
+            return tags.TagOutcome("dry-run", value, current).status
+        return tags.TagOutcome("written", tags.write_genre(row["path"], row["genre"], roots=roots), current).status
     except (tags.TagError, OSError) as exc:
-        return f"skipped: {exc}"
+        return tags.TagOutcome("skipped", str(exc)).status
 
 
 def tag_files(
@@ -173,14 +177,14 @@ def tag_files(
 ) -> Counter[str]:
     """Apply :func:`tag_decision` to every scored row of this run's library; record each ``tag_status``.
 
-    In ``write`` mode, temporary copies a killed run left are removed first, and a tagged file's new
-    identity is stored so the next run does not rescore it. One file's error becomes its
+    In ``write`` and ``fill-missing`` modes, temporary copies a killed run left are removed first, and a
+    tagged file's new identity is stored so the next run does not rescore it. One file's error becomes its
     ``tag_status``; the others are still tagged.
 
     Returns:
-        Counts by status word (``written``, ``skipped``, ``dry-run``, ``failed``).
+        Counts by action (:data:`scoring.tags.TAG_ACTIONS`).
     """
-    if mode == "write":
+    if mode in ("write", "fill-missing"):
         for stale in tags.remove_stale_copies(library):
             logger.warning("removed %s, a temporary copy left by an interrupted tag run", stale)
     counts: Counter[str] = Counter()
@@ -188,8 +192,9 @@ def tag_files(
         if row["status"] != SCORED:
             continue
         value = tags.tag_value(row["genre"])
-        if row["tag_status"] == f"written: {value}":
-            continue
+        done = tags.TagOutcome.parse(row["tag_status"])
+        if done.action == "written" and done.detail == value:
+            continue  # a rerun keeps what it wrote, and the value it replaced
         try:
             status = tag_decision(row, value, mode, library)
             if status.startswith("written"):
@@ -198,7 +203,7 @@ def tag_files(
                 sha256 = file_sha256(path)
                 store.update_identity(row["path"], model_version, st.st_size, st.st_mtime_ns, sha256)
         except Exception as exc:  # noqa: BLE001 - one file never stops the others
-            status = f"failed: {type(exc).__name__}: {exc}"
+            status = tags.TagOutcome("failed", f"{type(exc).__name__}: {exc}").status
             logger.error("%s: tagging %s", row["path"], status)
         store.set_tag_status(row["path"], model_version, status)
         counts[status.split(":")[0]] += 1

@@ -13,7 +13,8 @@ import pandas as pd
 from crnn.requests import DEFAULT_RESULT_FORMATS
 from infra.storage import atomic_path, s3_client
 from scoring.report import REPORT_NAME, LibraryStats, headline
-from scoring.store import RESULT_COLUMNS
+from scoring.store import RESULT_COLUMNS, SCORED
+from scoring.tags import TagOutcome
 
 ResultsWriter = Callable[["ResultRows", Path], None]
 """Writes the rows to a (temporary) file path; the caller makes it atomic."""
@@ -58,7 +59,7 @@ class ResultRows:
 
     @functools.cached_property
     def table(self) -> pd.DataFrame:
-        """One row per file: :data:`RESULT_COLUMNS`, ``top_k`` as ``genre:prob`` words, ``prob_<label>`` columns (the model's labels, in its order)."""
+        """One row per file: :data:`RESULT_COLUMNS`, the tag columns (:func:`tag_columns`), ``top_k`` as ``genre:prob`` words, ``prob_<label>`` columns (the model's labels, in its order)."""
         table = pd.DataFrame([_flat(r, self.labels) for r in self.rows], columns=list(_flat({}, self.labels).keys()))
         return table.astype({c: "Int64" for c in ("n_segments", "size", "mtime_ns")})  # integers, blank when failed
 
@@ -70,9 +71,21 @@ def _atomic(path: Path, write: Callable[[str], None]) -> Path:
     return path
 
 
+def tag_columns(row: dict) -> dict:
+    """The ``tag_action`` and ``tag_existing`` columns of a row, read from its ``tag_status``.
+
+    ``tag_action`` is one of :data:`scoring.tags.TAG_ACTIONS` (blank for a file that failed to score);
+    ``tag_existing`` is the genre tag the file had, where the tag policy read one.
+    """
+    if row.get("status") != SCORED:
+        return {"tag_action": None, "tag_existing": None}
+    outcome = TagOutcome.parse(row.get("tag_status"))
+    return {"tag_action": outcome.action, "tag_existing": outcome.existing}
+
+
 def _flat(row: dict, labels: Sequence[str]) -> dict:
     """A CSV row: ``top_k`` as ``genre:prob`` words, ``probs`` as ``prob_<label>`` columns, no timeline."""
-    flat = {k: row.get(k) for k in RESULT_COLUMNS}
+    flat = {k: row.get(k) for k in RESULT_COLUMNS} | tag_columns(row)
     flat["top_k"] = " ".join(f"{t['genre']}:{t['probability']:.4f}" for t in row.get("top_k") or [])
     probs = row.get("probs") or {}
     flat |= {f"prob_{g}": probs.get(g) for g in labels}
@@ -87,8 +100,9 @@ def _csv(rows: ResultRows, path: Path) -> None:
 
 @results_format("jsonl")
 def _jsonl(rows: ResultRows, path: Path) -> None:
-    """One JSON object per line, nested values (``top_k``, ``probs``, ``timeline``) kept."""
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows.rows), encoding="utf-8")
+    """One JSON object per line, nested values (``top_k``, ``probs``, ``timeline``) kept, and the tag columns."""
+    lines = (json.dumps(r | tag_columns(r), ensure_ascii=False) + "\n" for r in rows.rows)
+    path.write_text("".join(lines), encoding="utf-8")
 
 
 @results_format("parquet")

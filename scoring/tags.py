@@ -14,6 +14,7 @@ import re
 import shutil
 import stat
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import mutagen
@@ -57,6 +58,56 @@ def tag_value(genre: str) -> str:
     return genre
 
 
+TAG_ACTIONS = ("written", "kept-existing", "dry-run", "skipped", "failed", "off")
+"""What the tag policy did to one scored file (the ``tag_action`` column of the results).
+
+``written``: the file carries the model's genre (now, or already did); ``kept-existing``: it has a genre
+tag of its own, left alone (``fill-missing``); ``dry-run``: reported only; ``skipped``: not taggable
+(S3, uncertain, unsafe to rewrite, no tag support); ``failed``: an error while tagging; ``off``: no policy ran."""
+
+_WRITTEN = re.compile(r"(?:would write )?(?P<value>.*?)(?: \((?:replaced|now): (?P<existing>.*)\))?")
+
+
+@dataclass(frozen=True)
+class TagOutcome:
+    """The tag policy's decision for one file, stored as its one-line ``tag_status`` text.
+
+    Attributes:
+        action: one of :data:`TAG_ACTIONS`.
+        detail: the tag value written (or that would be written), or the reason of ``skipped``/``failed``.
+        existing: the genre tag the file had before (``None``: none, or not read).
+    """
+
+    action: str
+    detail: str = ""
+    existing: str | None = None
+
+    @property
+    def status(self) -> str:
+        """The ``tag_status`` text, e.g. ``written: Jazz (replaced: Rock)`` or ``kept-existing: Rock``."""
+        if self.action == "kept-existing":
+            return f"kept-existing: {self.existing}"
+        if self.action == "dry-run":
+            return f"dry-run: would write {self.detail} (now: {self.existing or 'none'})"
+        if self.action == "written" and self.existing and self.existing != self.detail:
+            return f"written: {self.detail} (replaced: {self.existing})"
+        return f"{self.action}: {self.detail}"
+
+    @classmethod
+    def parse(cls, status: str | None) -> TagOutcome:
+        """The outcome a ``tag_status`` text records; ``None`` (no policy ran) is ``off``."""
+        if not status:
+            return cls("off")
+        action, _, rest = status.partition(": ")
+        if action == "kept-existing":
+            return cls(action, existing=rest)
+        if action in ("written", "dry-run"):
+            m = _WRITTEN.fullmatch(rest)
+            existing = m["existing"] if m["existing"] != "none" or action == "written" else None
+            return cls(action, m["value"], existing)
+        return cls(action, rest)
+
+
 class TagError(Exception):
     """The file cannot or may not carry a genre tag (format without tags, unreadable tags, unsafe to rewrite)."""
 
@@ -66,7 +117,7 @@ _TEMP_COPY = re.compile(r"\..+\.tagging-[a-z0-9_]{8}(\.[^.]+)?")
 
 
 def read_genre(path: str | Path) -> str | None:
-    """The genre tag of ``path``, or ``None`` when it has none.
+    """The genre tag of ``path`` (its first value), or ``None`` when it has none or only a blank one.
 
     Raises:
         TagError: mutagen does not recognise the format.
@@ -78,13 +129,14 @@ def read_genre(path: str | Path) -> str | None:
         values = f.tags.getall("TCON")[0].text if f.tags and f.tags.getall("TCON") else None
     else:
         values = (f.tags or {}).get("genre")
-    return str(values[0]) if values else None
+    return (str(values[0]).strip() or None) if values else None
 
 
 def write_genre(path: str | Path, genre: str, *, roots: Sequence[str | Path] | None = None) -> str:
     """Set the genre tag of ``path`` to ``genre``'s tag spelling and return that value.
 
-    Replaces an existing genre tag; every other tag and the audio data are kept. A symlink's
+    Replaces an existing genre tag (callers record it: see :class:`TagOutcome`); every other tag and the
+    audio data are kept. A symlink's
     target is tagged (the link stays a link) when it lies inside ``roots``.
 
     Args:

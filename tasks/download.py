@@ -8,7 +8,9 @@ from pathlib import Path
 
 from prefect import task
 
-from crnn.dataset import build_manifest, read_manifest, write_manifest
+from crnn.dataset import read_manifest, write_manifest
+from crnn.layouts import build_layout_manifest
+from crnn.requests import MIN_TRACKS_PER_LABEL
 from infra.redact import reveal
 from infra.sources import fetch_dataset
 from tasks import task_logger
@@ -22,15 +24,31 @@ def _fingerprint(root: Path) -> str:
     return hashlib.sha256(json.dumps(entries).encode()).hexdigest()
 
 
+def _label_map_text(label_map: str) -> str:
+    """The label map's contents (part of the manifest's fingerprint), ``""`` without one."""
+    return (
+        Path(label_map).read_text(encoding="utf-8", errors="replace") if label_map and Path(label_map).is_file() else ""
+    )
+
+
 @task(name="download-dataset", retries=2, retry_delay_seconds=10)
-def download_dataset(source: str, work_dir: str, sha256: str = "") -> dict:
-    """Fetch ``source`` (checked against ``sha256`` when given) and write its manifest; return the CSV paths and counts.
+def download_dataset(
+    source: str,
+    work_dir: str,
+    sha256: str = "",
+    source_layout: str = "auto",
+    label_map: str = "",
+    min_tracks_per_label: int = MIN_TRACKS_PER_LABEL,
+) -> dict:
+    """Fetch ``source`` (checked against ``sha256`` when given) and write its manifest; return the CSV paths, layout and counts.
 
     A redacted ``source`` (credentials as ``***``) is fetched from its full form in the environment.
+    The manifest is rebuilt when a file, the layout, the label map or the minimum changes.
     """
     logger = task_logger()
     root = fetch_dataset(reveal(source), Path(work_dir), sha256=sha256)
-    out_dir = Path(work_dir) / "manifests" / hashlib.sha256(str(root).encode()).hexdigest()[:12]
+    options = json.dumps([source_layout, _label_map_text(label_map), min_tracks_per_label])
+    out_dir = Path(work_dir) / "manifests" / hashlib.sha256(f"{root}\0{options}".encode()).hexdigest()[:12]
     manifest, exclusions, stamp = out_dir / "manifest.csv", out_dir / "exclusions.csv", out_dir / "fingerprint"
     fingerprint = _fingerprint(root)
     if manifest.exists() and stamp.exists() and stamp.read_text() == fingerprint:
@@ -41,14 +59,20 @@ def download_dataset(source: str, work_dir: str, sha256: str = "") -> dict:
             if done % 100 == 0 or done == total:
                 logger.info("manifest: %d/%d files decoded and hashed", done, total)
 
-        tracks, excluded = build_manifest(root, on_progress=progress)
+        _, tracks, excluded = build_layout_manifest(
+            root,
+            layout=source_layout,
+            label_map=label_map or None,
+            min_tracks=min_tracks_per_label,
+            on_progress=progress,
+        )
         for e in excluded:
             logger.warning("excluded %s: %s", e.path, e.reason)
         write_manifest(tracks, excluded, manifest, exclusions)
         stamp.write_text(fingerprint)
     n_tracks = len(read_manifest(manifest))
     n_excluded = sum(1 for _ in exclusions.open()) - 1
-    logger.info("%d tracks, %d exclusions from %s", n_tracks, n_excluded, root)
+    logger.info("%d tracks, %d exclusions from %s (layout %s)", n_tracks, n_excluded, root, source_layout)
     return {
         "root": str(root),
         "manifest": str(manifest),

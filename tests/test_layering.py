@@ -31,6 +31,10 @@ CRNN_ALLOWED_ROOTS = {
     "cachetools",
     # pydantic: the typed run requests (crnn.requests), one declaration of every option.
     "pydantic",
+    # mutagen: genre and artist tags of a tagged library (crnn.tagged), a pure file library; pandas: FMA's
+    # two-level-header tracks.csv (crnn.fma).
+    "mutagen",
+    "pandas",
 }
 """Third-party packages crnn/ may import: everything else is the standard library."""
 FLOW_ALLOWED_ROOTS = {"prefect", "prefect_dask", "pydantic", "tasks", "flows"}

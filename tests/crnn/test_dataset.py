@@ -231,6 +231,7 @@ def test_label_list_keeps_gtzan_order_for_gtzan_and_sorts_other_labels() -> None
     assert label_list(["rock", "blues", "rock"]) == GENRES  # a GTZAN subset: still the ten, in GTZAN's order
     assert label_list(["hum", "chirp", "hiss", "hum"]) == ("chirp", "hiss", "hum")
     assert label_list(["rock", "polka"]) == ("polka", "rock")
+    assert label_list(["rock", "jazz"], gtzan=False) == ("jazz", "rock")  # a tagged library: the data's labels
 
 
 def test_a_labels_file_declares_other_labels(tmp_path: Path) -> None:

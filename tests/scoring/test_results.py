@@ -11,7 +11,15 @@ import pytest
 
 from crnn import GENRES
 from scoring.library import LibraryFile
-from scoring.results import FORMATS, parse_formats, results_format, summary_markdown, write_results, write_timeline
+from scoring.results import (
+    FORMATS,
+    parse_formats,
+    results_format,
+    summary_markdown,
+    tag_columns,
+    write_results,
+    write_timeline,
+)
 from scoring.store import FAILED, RESULT_COLUMNS, SCORED, LibraryStore
 
 MODEL = {"uri": "models:/genre-crnn@champion", "version": "v7"}
@@ -72,7 +80,7 @@ def test_csv_columns_and_values(tmp_path: Path, rows: list[dict]) -> None:
     (path, _) = write_results(rows, tmp_path / "results", labels=GENRES)
     with open(path, newline="") as f:
         table = list(csv.DictReader(f))
-    assert list(table[0]) == [*RESULT_COLUMNS, *(f"prob_{g}" for g in GENRES)]
+    assert list(table[0]) == [*RESULT_COLUMNS, "tag_action", "tag_existing", *(f"prob_{g}" for g in GENRES)]
     assert [r["path"] for r in table] == [r["path"] for r in rows]
     a, b, c, d = table
     assert a["top_k"] == "jazz:0.8125 blues:0.1875"
@@ -92,12 +100,14 @@ def test_csv_columns_and_values(tmp_path: Path, rows: list[dict]) -> None:
     assert (c["size"], c["mtime_ns"]) == ("0", "5")
     assert "timeline" not in a and "probs" not in a
     assert d["sha256"] == "dd" * 32
+    # no tag policy ran on the scored files; a failed file has no tag action
+    assert [r["tag_action"] for r in table] == ["off", "off", "", "off"]
 
 
 def test_jsonl_keeps_nested_values(tmp_path: Path, rows: list[dict]) -> None:
     (_, path) = write_results(rows, tmp_path / "results", labels=GENRES)
     lines = path.read_text(encoding="utf-8").splitlines()
-    assert [json.loads(line) for line in lines] == rows
+    assert [json.loads(line) for line in lines] == [r | tag_columns(r) for r in rows]
     first = json.loads(lines[0])
     assert first["top_k"][0] == {"genre": "jazz", "probability": 0.8125}
     assert first["timeline"][1]["end_s"] == 4.2 and first["probs"]["jazz"] == 0.8125
