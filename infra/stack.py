@@ -37,7 +37,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from infra.deployments import DEFAULT_POOL, PROJECT_ROOT
+from infra.requirements import ROOT as PROJECT_ROOT
 from infra.storage import s3_client, write_text_atomic
 
 HOST = "127.0.0.1"
@@ -209,10 +209,14 @@ def _wait_http(name: str, url: str, root: Path, pid: int, timeout_s: float = 180
 
 
 def _alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs (a child of ours that exited is reaped: not alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
+    with contextlib.suppress(ChildProcessError):
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
     return True
 
 
@@ -284,6 +288,8 @@ def _start_servers(root: Path, state: dict, secret: dict[str, str], worker: bool
     _wait_http("prefect", f"http://{HOST}:{ports['prefect']}/api/health", root, pids["prefect"])
     if worker:
         clients = env | client_env(root) | {"PREFECT_WORKER_QUERY_SECONDS": "2"}
+        from infra.deployments import DEFAULT_POOL  # imports prefect (seconds): only here, so `down` starts at once
+
         cmd = [str(BIN / "prefect"), "worker", "start", "--pool", DEFAULT_POOL, "--type", "process"]
         pids["worker"] = _spawn("worker", cmd, clients, root)
         _save(root, state)
@@ -357,10 +363,7 @@ def _stop(pids: list[int], timeout_s: float = STOP_TIMEOUT_S) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
-    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
-        for pid in pids:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)
+    while any([_alive(pid) for pid in pids]) and time.monotonic() < deadline:  # a list: reap every child
         time.sleep(0.2)
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
