@@ -322,7 +322,17 @@ def _weed_command(root: Path, ports: dict[str, int], aws: dict[str, str]) -> lis
     }
     for name, component in WEED_PORTS.items():
         flags |= {f"{component}.port": ports[name], f"{component}.port.grpc": ports[name] + GRPC_OFFSET}
-    return [str(BIN / "weed"), "server", *(f"-{key}={value}" for key, value in flags.items())]
+    if len(str(data / "filer.sock")) < 100:  # AF_UNIX's limit is 107 bytes; else weed's /tmp/seaweedfs-*.sock stay
+        flags |= {"filer.localSocket": data / "filer.sock", "s3.localSocket": data / "s3.sock"}
+    # -logtostderr: into logs/s3.log only (weed would also write log files to /tmp)
+    return [str(BIN / "weed"), "-logtostderr", "server", *(f"-{key}={value}" for key, value in flags.items())]
+
+
+def _weed_tmp_sockets(ports: dict[str, int]) -> list[Path]:
+    """The Unix sockets weed puts in /tmp whatever its flags (gRPC ones), and the local ones when not in the stack folder."""
+    grpc = [f"seaweedfs-{c}-grpc-{ports[name] + GRPC_OFFSET}.sock" for name, c in WEED_PORTS.items() if name in ports]
+    local = [f"seaweedfs-{c}-{ports[name]}.sock" for name, c in WEED_PORTS.items() if c in ("s3", "filer")]
+    return [Path("/tmp") / name for name in grpc + local]
 
 
 def _create_bucket(endpoint: str, aws: dict[str, str]) -> None:
@@ -346,6 +356,9 @@ def down(root: str | Path = ".stack", *, purge: bool = False) -> None:
     root = Path(root).resolve()
     state = _state(root)
     _stop([pid for name in reversed(SERVICES) if (pid := state.get("pids", {}).get(name)) is not None])
+    if state.get("pids", {}).get("s3") is not None:
+        for path in _weed_tmp_sockets(state["ports"]):
+            path.unlink(missing_ok=True)
     if state.get("pg_dir") and (Path(state["pg_dir"]) / "postmaster.pid").exists():
         stop = [_pg_bin("pg_ctl"), "-D", state["pg_dir"], "-m", "fast", "-w", "stop"]
         subprocess.run(_as_postgres(stop), capture_output=True)
