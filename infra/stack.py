@@ -209,7 +209,7 @@ def _wait_http(name: str, url: str, root: Path, pid: int, timeout_s: float = 180
 
 
 def _alive(pid: int) -> bool:
-    """Whether process ``pid`` still runs (a child of ours that exited is reaped: not alive)."""
+    """Whether process ``pid`` still runs: a child of ours that exited is reaped, a zombie counts as exited."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -217,6 +217,8 @@ def _alive(pid: int) -> bool:
     with contextlib.suppress(ChildProcessError):
         if os.waitpid(pid, os.WNOHANG)[0] == pid:
             return False
+    with contextlib.suppress(OSError):  # a zombie (exited, not yet reaped by a parent that is not us) is not alive
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
     return True
 
 
