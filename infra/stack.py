@@ -71,6 +71,8 @@ def _bindable(port: int) -> bool:
     if not 0 < port < 65536:
         return False
     with socket.socket() as s:
+        # like the servers: a port whose old connections linger in TIME_WAIT can be listened on again
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((HOST, port))
         except OSError:

@@ -166,6 +166,13 @@ def test_the_readme_screenshot_of_the_flow_runs_page_shows_runs(stack) -> None:
     assert "connect to Server API" not in page
 
 
+def _ps(pid: int) -> str:
+    """``ps``'s line for ``pid`` (state, parent, command), for a failure message."""
+    return subprocess.run(
+        ["ps", "-o", "stat=,ppid=,etime=,args=", "-p", str(pid)], capture_output=True, text=True
+    ).stdout
+
+
 def _objects(st: dict) -> dict[str, tuple[int, str]]:
     """Every object of the stack's bucket: key -> (size in bytes, ETag)."""
     credentials = {k: st["secrets"][k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
@@ -193,7 +200,8 @@ def test_a_restart_with_the_readme_commands_keeps_every_run_and_artifact(stack, 
     started = time.monotonic()
     _cli(st, "make-stack-down", "bash", "-c", readme_command("make stack-down") + args, env=user)
     stopped = time.monotonic()
-    assert not any(native_stack._alive(pid) for pid in st["pids"].values())
+    alive = {name: _ps(pid) for name, pid in st["pids"].items() if native_stack._alive(pid)}
+    assert not alive, f"still running after make stack-down: {alive}"
     # -o: make must not reinstall the (possibly shared) venv when the checkout's lock is newer than it
     up = readme_command("make stack-up").replace("make ", "make -o .venv/.installed ", 1)
     _cli(st, "make-stack-up", "bash", "-c", up + args, env=user)

@@ -23,6 +23,8 @@ def test_a_restart_keeps_the_free_ports_and_replaces_a_taken_one_or_grpc_port() 
     with socket.socket() as mlflow, socket.socket() as filer_grpc:
         mlflow.bind((HOST, first["mlflow"]))
         filer_grpc.bind((HOST, first["s3-filer"] + GRPC_OFFSET))
+        mlflow.listen()
+        filer_grpc.listen()
         again = choose_ports(first)
     assert again["mlflow"] != first["mlflow"] and again["s3-filer"] != first["s3-filer"]
     assert {k: v for k, v in again.items() if k not in ("mlflow", "s3-filer")} == {
