@@ -25,11 +25,11 @@ score: setup  ## run batch-score-flow over LIBRARY=<folder or s3://bucket/prefix
 	$(if $(LIBRARY),,$(error set LIBRARY=<music folder or s3://bucket/prefix>))
 	$(PY) typer_cli.py score --library "$(LIBRARY)" $(ARGS)
 
-stack-up: setup  ## the team stack without Docker: PostgreSQL, S3 (moto), MLflow and Prefect servers, a worker
-	$(PY) -m infra.stack up
+stack-up: setup  ## the team stack without Docker: PostgreSQL, S3 (SeaweedFS), MLflow and Prefect servers, a worker; data in .stack
+	$(PY) -m infra.stack up $(ARGS)
 
-stack-down:
-	$(PY) -m infra.stack down
+stack-down:  ## stop the stack; its data stays (ARGS=--purge deletes it)
+	$(PY) -m infra.stack down $(ARGS)
 
 test: setup  ## the whole test suite (unit + end-to-end on ../shared/data)
 	$(PY) -m pytest $(ARGS)

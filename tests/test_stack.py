@@ -2,24 +2,34 @@
 
 One stack is started for the module on free loopback ports and torn down afterwards, even when a
 test fails. The flows run as users run them: the CLI in a subprocess, pointed at the stack by
-``MLFLOW_TRACKING_URI`` and ``PREFECT_API_URL`` only (no S3 credentials on the client side).
+``MLFLOW_TRACKING_URI`` and ``PREFECT_API_URL`` only (no S3 credentials on the client side). The
+restart test runs README's ``make stack-down`` / ``make stack-up`` on that stack and reads back what
+was stored before.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import struct
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import psycopg2
 import pytest
 from mlflow.tracking import MlflowClient
 
 from crnn import GENRES
+from infra import screenshot
 from infra import stack as native_stack
 from infra.storage import s3_client
+from tests.conftest import readme_command, user_shell_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.server, pytest.mark.integration]
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,9 +66,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
         native_stack.down(root / "stack", purge=True)
 
 
-def _cli(st: dict, name: str, *args: str) -> str:
-    """Run a command with the client environment; its output is kept for the credential check."""
-    done = subprocess.run(args, cwd=ROOT, env=st["env"], capture_output=True, text=True, timeout=900)
+def _cli(st: dict, name: str, *args: str, env: dict[str, str] | None = None) -> str:
+    """Run a command with the client environment (or ``env``); its output is kept for the credential check."""
+    done = subprocess.run(args, cwd=ROOT, env=env or st["env"], capture_output=True, text=True, timeout=900)
     log = st["root"] / f"{name}.log"
     log.write_text(done.stdout + done.stderr)
     LOGS.append(log)
@@ -129,6 +139,100 @@ def test_dask_runner_gives_the_default_runners_results(stack) -> None:
     assert list(threads.index) == list(dask.index) and (threads.genre == dask.genre).all()
     probs = [c for c in threads.columns if c.startswith("prob_")]
     assert np.allclose(threads[probs].to_numpy(), dask[probs].to_numpy(), atol=1e-3)
+
+
+def test_the_prefect_ui_is_told_where_the_api_listens(stack) -> None:
+    api = stack["env"]["PREFECT_API_URL"]
+    with urllib.request.urlopen(f"{api.removesuffix('/api')}/ui-settings", timeout=30) as r:
+        assert json.load(r)["api_url"] == api
+
+
+def test_the_readme_screenshot_of_the_flow_runs_page_shows_runs(stack) -> None:
+    st = stack
+    try:
+        screenshot.browser()
+    except screenshot.ScreenshotError as err:
+        pytest.skip(str(err))
+    flow = "from prefect import flow\n\n@flow(name='screenshot-check')\ndef f():\n    pass\n\nf()"
+    _cli(st, "screenshot-flow", sys.executable, "-c", flow)
+    out = st["root"] / "runs.png"
+    command = readme_command("-m infra.screenshot").replace("prefect-runs.png", str(out))
+    _cli(st, "screenshot", "bash", "-c", command, env=user_shell_env(PREFECT_API_URL=st["env"]["PREFECT_API_URL"]))
+    png = out.read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert struct.unpack(">II", png[16:24]) == (screenshot.WIDTH, screenshot.HEIGHT)  # IHDR: width, height
+    page = screenshot.rendered_dom(st["env"]["PREFECT_API_URL"].removesuffix("/api") + "/runs")
+    assert "screenshot-check" in page and "Completed" in page  # the run, listed with its state
+    assert "connect to Server API" not in page
+
+
+def _ps(pid: int) -> str:
+    """``ps``'s line for ``pid`` (state, parent, command), for a failure message."""
+    return subprocess.run(
+        ["ps", "-o", "stat=,ppid=,etime=,args=", "-p", str(pid)], capture_output=True, text=True
+    ).stdout
+
+
+def _objects(st: dict) -> dict[str, tuple[int, str]]:
+    """Every object of the stack's bucket: key -> (size in bytes, ETag)."""
+    credentials = {k: st["secrets"][k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    s3 = s3_client(
+        endpoint_url=st["env"]["AWS_ENDPOINT_URL"], credentials=credentials | {"AWS_DEFAULT_REGION": "us-east-1"}
+    )
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=native_stack.BUCKET)
+    return {o["Key"]: (o["Size"], o["ETag"]) for page in pages for o in page.get("Contents", [])}
+
+
+def test_a_restart_with_the_readme_commands_keeps_every_run_and_artifact(stack, monkeypatch) -> None:
+    st, folder = stack, stack["root"] / "stack"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", st["env"]["MLFLOW_TRACKING_URI"])  # resolves mlflow-artifacts:/ URIs
+    client = MlflowClient(st["env"]["MLFLOW_TRACKING_URI"])
+    blob = st["root"] / "blob.bin"
+    blob.write_bytes(np.random.default_rng(0).bytes(300_000))
+    run_id = client.create_run(client.create_experiment("stack-restart")).info.run_id
+    client.log_artifact(run_id, str(blob), "kept")
+    client.set_terminated(run_id)
+    before = _objects(st)
+    assert any(k.endswith("kept/blob.bin") for k in before)
+
+    user = user_shell_env()
+    args = f" ARGS='--dir {folder}'"  # the test's stack, not the checkout's .stack
+    started = time.monotonic()
+    _cli(st, "make-stack-down", "bash", "-c", readme_command("make stack-down") + args, env=user)
+    stopped = time.monotonic()
+    alive = {name: _ps(pid) for name, pid in st["pids"].items() if native_stack._alive(pid)}
+    assert not alive, f"still running after make stack-down: {alive}"
+    # -o: make must not reinstall the (possibly shared) venv when the checkout's lock is newer than it
+    up = readme_command("make stack-up").replace("make ", "make -o .venv/.installed ", 1)
+    _cli(st, "make-stack-up", "bash", "-c", up + args, env=user)
+    print(f"stack restart: down {stopped - started:.1f} s, up {time.monotonic() - stopped:.1f} s")
+
+    st["env"] |= native_stack.client_env(folder)  # a port taken meanwhile is replaced
+    st["pids"] = dict(native_stack._state(folder)["pids"])
+    eval_line = readme_command("infra.stack env)").replace("infra.stack env", f"infra.stack env --dir {folder}")
+    told = _cli(st, "stack-env", "bash", "-c", eval_line + ' && echo "$MLFLOW_TRACKING_URI"', env=user)
+    assert told.strip() == st["env"]["MLFLOW_TRACKING_URI"]
+
+    assert _objects(st) == before
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", st["env"]["MLFLOW_TRACKING_URI"])
+    client = MlflowClient(st["env"]["MLFLOW_TRACKING_URI"])
+    got = client.download_artifacts(run_id, "kept/blob.bin", str(st["root"] / "download"))
+    assert Path(got).read_bytes() == blob.read_bytes()
+    ports = native_stack._state(folder)["ports"]
+    with (
+        contextlib.closing(
+            psycopg2.connect(
+                host=native_stack.HOST,
+                port=ports["postgres"],
+                user=native_stack.DB_USER,
+                password=st["secrets"]["POSTGRES_PASSWORD"],
+                dbname="mlflow",
+            )  # fmt: skip
+        ) as db,
+        db.cursor() as cur,
+    ):
+        cur.execute("SELECT status FROM runs WHERE run_uuid = %s", (run_id,))
+        assert cur.fetchone() == ("FINISHED",)
 
 
 def test_no_credential_reaches_mlflow_or_any_log(stack) -> None:
