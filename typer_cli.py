@@ -275,6 +275,8 @@ def evaluate(
         options = {"library": library, "label_map": label_map, "output_dir": output_dir, "model_uri": model}
         _evaluate_library(options | {"uncertain_below": uncertain_below, "experiment": experiment})
         return
+    if label_map is not None:
+        raise _bad("--label-map", "only with --library (a folder named by genre needs no label map)")
     _evaluate_folder(data, model, output)
 
 

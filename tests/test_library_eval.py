@@ -104,6 +104,7 @@ def test_readme_evaluate_library_reports_against_the_mapped_tags(tagged_library,
         (["--library", "s3://bucket/music", "--label-map", "dup.toml"], "the library must be local folders"),
         (["--library", "nowhere", "--label-map", "bad.toml"], "no such file or folder: nowhere"),
         (["--library", "music", "--data", "music"], "give exactly one"),
+        (["--data", "music", "--label-map", "dup.toml"], "only with --library"),
         (["--library", "music", "--label-map", "bad.toml", "--uncertain-below", "2"], "uncertain_below must be in"),
     ],
 )
