@@ -27,6 +27,7 @@ from crnn.requests import (
     FLAGS,
     DeploymentRequest,
     DownloadRequest,
+    LibraryEvalRequest,
     ProtocolRequest,
     Request,
     ScoreRequest,
@@ -242,15 +243,75 @@ def train(request: TrainRequest, dask: Dask = None) -> None:
     )
 
 
+_LIB = LibraryEvalRequest.model_fields
+"""``evaluate --library``'s options take their help and defaults from the request."""
+
+
 @app.command()
 def evaluate(
     data: Annotated[
-        Path, typer.Option(help="Labelled folder of <genre>.NNNNN.wav|au files (e.g. ../shared/data/gtzan_excerpts).")
-    ],
+        Path | None,
+        typer.Option(help="Labelled folder of <genre>.NNNNN.wav|au files (e.g. ../shared/data/gtzan_excerpts)."),
+    ] = None,
     model: Annotated[str, typer.Option(help="MLflow model URI.")] = DEFAULT_MODEL_URI,
-    output: Annotated[Path | None, typer.Option(help="Write the metrics as JSON here.")] = None,
+    output: Annotated[Path | None, typer.Option(help="With --data: write the metrics as JSON here.")] = None,
+    library: Annotated[list[str] | None, typer.Option(help=_LIB["library"].description)] = None,
+    label_map: Annotated[Path | None, typer.Option(help=_LIB["label_map"].description)] = None,
+    output_dir: Annotated[str, typer.Option(help=_LIB["output_dir"].description)] = _LIB["output_dir"].default,
+    uncertain_below: Annotated[float, typer.Option(help=_LIB["uncertain_below"].description)] = _LIB[
+        "uncertain_below"
+    ].default,
+    experiment: Annotated[str, typer.Option(help=_LIB["experiment"].description)] = _LIB["experiment"].default,
 ) -> None:
-    """Clip accuracy, macro-F1 and per-genre recall of a registered model on a labelled folder (whole clips, no split)."""
+    """Accuracy of a registered model: on a labelled folder (--data), or on a music library against its own genre tags.
+
+    --library L --label-map M scores the library (reusing --output-dir's state store; tags untouched) and
+    compares each file's prediction with its genre tag mapped to a label: accuracy, macro-F1, per-label
+    precision/recall, confusion matrix and selective accuracy, as an MLflow run and a report in
+    <output-dir>/evaluation/. Untagged files and unmapped tags are excluded and counted.
+    """
+    if (data is None) == (library is None):
+        raise _bad("--data / --library", "give exactly one: a labelled folder (--data) or a tagged library (--library)")
+    if library is not None:
+        options = {"library": library, "label_map": label_map, "output_dir": output_dir, "model_uri": model}
+        _evaluate_library(options | {"uncertain_below": uncertain_below, "experiment": experiment})
+        return
+    if label_map is not None:
+        raise _bad("--label-map", "only with --library (a folder named by genre needs no label map)")
+    _evaluate_folder(data, model, output)
+
+
+def _evaluate_library(options: dict) -> None:
+    """``evaluate --library``: run library-eval-flow and print the headline figures and the report's path."""
+    if options["label_map"] is None:
+        raise _bad("--label-map", "--library needs a label map (TOML: label = [raw tag values])")
+    request = _validated(LibraryEvalRequest, options | {"label_map": str(options["label_map"])})
+    for root in request.library:
+        _check_local_path("--library", root)
+    from crnn.labelmap import LabelMapError, load_label_map
+
+    try:
+        load_label_map(request.label_map)
+    except LabelMapError as exc:
+        raise _bad("--label-map", str(exc)) from None
+    _check_services()
+    _check_model(request.model_uri)
+    from flows.library_eval_flow import library_eval_flow
+
+    result = library_eval_flow(request)
+    m = result["metrics"]
+    selective = m.get("library/selective_accuracy")
+    console.print(
+        f"[bold]{m['library/tracks']} tracks[/]: accuracy {m['library/accuracy']:.3f}, macro-F1 "
+        f"{m['library/macro_f1']:.3f}, selective accuracy {'–' if selective is None else f'{selective:.3f}'} "
+        f"({m['library/uncertain_share']:.1%} uncertain); excluded {result['excluded'] or 'none'}"
+        + (f"; labels the model lacks: {', '.join(result['unknown_labels'])}" if result["unknown_labels"] else "")
+        + f"\nreport: {result['report'][0]} (MLflow run {result['run_id']})"
+    )
+
+
+def _evaluate_folder(data: Path, model: str, output: Path | None) -> None:
+    """``evaluate --data``: clip accuracy, macro-F1 and per-genre recall on a folder named by genre."""
     import mlflow
     import pandas as pd
 

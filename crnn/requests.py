@@ -42,6 +42,8 @@ DEFAULT_EXPERIMENT = "genre-crnn"
 """MLflow experiment of training and protocol runs."""
 SCORING_EXPERIMENT = f"{DEFAULT_EXPERIMENT}-scoring"
 """MLflow experiment of batch-score-flow runs (one MLflow run per scoring run)."""
+EVALUATION_EXPERIMENT = f"{DEFAULT_EXPERIMENT}-evaluation"
+"""MLflow experiment of ``evaluate --library`` runs (a model against a library's own tags)."""
 GTZAN_URL = "https://huggingface.co/datasets/marsyas/gtzan/resolve/main/data/genres.tar.gz"
 """Public GTZAN mirror (its SHA-256 is pinned in ``infra.sources``)."""
 TRAIN_SOURCE = "../shared/data/gtzan_mini"
@@ -302,6 +304,35 @@ class ScoreRequest(DeviceOptions, LibraryOptions):
     def scoring_options(self) -> dict[str, Any]:
         """What changes a file's result (recorded with it in the state store)."""
         return self.options("top_k", "uncertain_below", "timeline", "max_duration_s")
+
+
+class LibraryEvalRequest(DeviceOptions, LibraryOptions):
+    """``library-eval-flow``: score a library (tags untouched) and compare the model with the files' own genre tags."""
+
+    label_map: str = Field(
+        description="TOML file mapping each label to the raw genre tag values that mean it "
+        '(rock = ["Rock", "Hard Rock"]); matched ignoring case and punctuation.'
+    )
+    uncertain_below: float = ScoreRequest.model_fields["uncertain_below"]
+    max_duration_s: float = ScoreRequest.model_fields["max_duration_s"]
+    experiment: str = Field(EVALUATION_EXPERIMENT, description="MLflow experiment of the evaluation run.")
+
+    @field_validator("library")
+    @classmethod
+    def _local(cls, library: list[str]) -> list[str]:
+        if remote := [r for r in library if "://" in r]:
+            raise ValueError(f"evaluation reads the files' own tags, so the library must be local folders: {remote[0]}")
+        return library
+
+    @model_validator(mode="after")
+    def _valid_scoring(self) -> LibraryEvalRequest:
+        check_scoring_options(TOP_K, self.uncertain_below, self.max_duration_s)
+        return self
+
+    def score_request(self) -> ScoreRequest:
+        """The batch-scoring run this evaluation reads: same library, output folder and model; tags off."""
+        return ScoreRequest(**self.options("library", "output_dir", "model_uri", "device"), tags="off",
+                            uncertain_below=self.uncertain_below, max_duration_s=self.max_duration_s)  # fmt: skip
 
 
 class DeploymentRequest(LibraryOptions):

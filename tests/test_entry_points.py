@@ -228,7 +228,10 @@ def _cli(args: list[str], cwd: Path, **env: str):
         (["train", "--source", "/nonexistent/genres"], "no such file or folder: /nonexistent/genres"),
         (["score", "--library", "/nonexistent/music"], "no such file or folder: /nonexistent/music"),
         (["score", "--library", ".", "--top-k", "0"], "top_k must be >= 1, got 0"),
-        (["score", "--library", ".", "--tags", "wirte"], "must be one of off, dry-run, write, fill-missing, got 'wirte'"),
+        (
+            ["score", "--library", ".", "--tags", "wirte"],
+            "must be one of off, dry-run, write, fill-missing, got 'wirte'",
+        ),
         (["train", "--max-segments", "2.5"], "expected an integer or auto, got '2.5'"),
         (["score", "--library", ".", "--format", "csv,xlsx"], "unknown format xlsx; known: csv,jsonl"),
         (["protocol", "--folds", "1"], "need at least 2 folds, got 1"),
