@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -107,6 +108,17 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def write_results_md(path: Path, zoo_table: str) -> None:
+    """Write ``path`` as ``zoo_table`` followed by the sections other benches keep in it (between their markers).
+
+    ``bench/learning_curve.py`` keeps its table between ``<!-- learning-curve:begin/end -->``; rewriting the
+    zoo table must not drop it.
+    """
+    old = path.read_text() if path.exists() else ""
+    blocks = [m.group(0) for m in re.finditer(r"<!-- ([\w-]+):begin -->\n.*?<!-- \1:end -->\n?", old, flags=re.S)]
+    write_text_atomic(path, zoo_table.rstrip("\n") + "\n" + "".join("\n" + b for b in blocks))
+
+
 def markdown(table: pd.DataFrame, args: argparse.Namespace) -> str:
     """The results table (mean ± std over seeds) with the data, the protocol and the hardware stated."""
     lines = [
@@ -188,7 +200,7 @@ def main(argv: list[str] | None = None) -> None:
             table = table.sort_values(["model", "seed"], key=lambda c: c.map(order) if c.name == "model" else c)
             table = table.reset_index(drop=True)
             write_text_atomic(csv, table.to_csv(index=False))
-            write_text_atomic(args.out / "RESULTS.md", markdown(table, args))
+            write_results_md(args.out / "RESULTS.md", markdown(table, args))
             print(f"{model}, seed {seed}: {row}")
     print((args.out / "RESULTS.md").read_text() if (args.out / "RESULTS.md").exists() else "no results")
 

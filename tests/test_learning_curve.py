@@ -64,3 +64,15 @@ def test_markdown_averages_seeds_and_the_results_section_is_replaced_not_repeate
     doc = with_section("# Model zoo benchmark\n\ntable\n", text)
     again = with_section(doc, text.replace("0.600", "0.700"))
     assert again.count(BEGIN) == again.count(END) == 1 and "0.700" in again and again.startswith("# Model zoo")
+
+
+def test_zoo_rewrite_keeps_the_learning_curve_section(tmp_path):
+    """bench.zoo rewrites RESULTS.md's zoo table; the learning-curve section between its markers survives it."""
+    from bench.zoo import write_results_md
+
+    results = tmp_path / "RESULTS.md"
+    results.write_text(with_section("# Model zoo benchmark\n\nold table\n", "## Learning curve\n\nrows\n"))
+    write_results_md(results, "# Model zoo benchmark\n\nnew table\n")
+    text = results.read_text()
+    assert "new table" in text and "old table" not in text
+    assert text.count(BEGIN) == 1 and "## Learning curve\n\nrows\n" in text and text.endswith(f"{END}\n")
