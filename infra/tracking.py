@@ -124,8 +124,12 @@ def _is_local_store(uri: str) -> bool:
 
 
 EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
-"""The experiment tag MLflow's UI reads to choose an experiment's first page: this value opens it on its
-runs (model training), where an untagged experiment may open on the GenAI overview."""
+"""The experiment tag MLflow's UI reads to choose an experiment's first page (model training: the runs table)
+when its GenAI/Model-training switch is off; MLflow 3.17's UI has the switch on and ignores it (see
+:data:`UI_MODEL_TRAINING`)."""
+UI_MODEL_TRAINING = "?workflowType=machine_learning"
+"""Query of the UI addresses we print: MLflow 3.17's UI opens an experiment on its runs table only with it
+(otherwise on the browser's last choice of its GenAI/Model-training switch, GenAI at first)."""
 
 
 def ensure_experiment(name: str = DEFAULT_EXPERIMENT) -> str:
@@ -147,14 +151,14 @@ def ensure_experiment(name: str = DEFAULT_EXPERIMENT) -> str:
 def run_url(run_id: str) -> str | None:
     """The run's page in the MLflow UI, when the tracking URI is an ``http(s)://`` server.
 
-    ``<tracking URI>/#/experiments/<id>/runs/<run id>``, credentials redacted; ``None`` for database
-    and file stores (they have no UI address).
+    ``<tracking URI>/#/experiments/<id>/runs/<run id>?workflowType=machine_learning``, credentials
+    redacted; ``None`` for database and file stores (they have no UI address).
     """
     uri = mlflow.get_tracking_uri()
     if not uri.startswith(("http://", "https://")):
         return None
     experiment_id = MlflowClient().get_run(run_id).info.experiment_id
-    return f"{redact(uri.rstrip('/'))}/#/experiments/{experiment_id}/runs/{run_id}"
+    return f"{redact(uri.rstrip('/'))}/#/experiments/{experiment_id}/runs/{run_id}{UI_MODEL_TRAINING}"
 
 
 def git_commit() -> str | None:

@@ -123,4 +123,5 @@ def test_run_url_points_at_the_run_page_of_a_tracking_server(monkeypatch) -> Non
     monkeypatch.setattr(mlflow, "get_tracking_uri", lambda: "http://user:pw@127.0.0.1:5000/")
     run = SimpleNamespace(info=SimpleNamespace(experiment_id="7"))
     monkeypatch.setattr(tracking.MlflowClient, "get_run", lambda self, run_id: run)
-    assert tracking.run_url("abc") == "http://***@127.0.0.1:5000/#/experiments/7/runs/abc"
+    url = "http://***@127.0.0.1:5000/#/experiments/7/runs/abc?workflowType=machine_learning"  # the runs view
+    assert tracking.run_url("abc") == url
