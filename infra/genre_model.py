@@ -92,7 +92,7 @@ def allowed_path(path: str) -> Path:
     base = base.resolve()
     resolved = (base / path).resolve()  # an absolute path replaces base
     if not resolved.is_relative_to(base):
-        raise InvalidModelInput(f"path {path!r} is outside {SERVE_ROOT_ENV} ({base})")
+        raise InvalidModelInput(f"path {path!r} is outside the folder that {SERVE_ROOT_ENV} allows")  # not named
     return resolved
 
 

@@ -88,7 +88,12 @@ def test_registered_model_scores_paths_and_waveforms(prefect_harness, mlflow_sto
     train_flow(TrainRequest(source=str(gtzan_slice), work_dir=str(tmp_path / "work"), **FAST))
     model = mlflow.pyfunc.load_model("models:/genre-crnn@champion")
     track = gtzan_mini / "rock" / "rock.00009.wav"
-    by_path = model.predict(pd.DataFrame({"path": [str(track)]}))
+    from infra.genre_model import InvalidModelInput, paths_allowed
+
+    with pytest.raises(InvalidModelInput, match="'path' input is disabled"):  # server files: only when allowed
+        model.predict(pd.DataFrame({"path": [str(track)]}))
+    with paths_allowed(gtzan_mini):
+        by_path = model.predict(pd.DataFrame({"path": [str(track)]}))
     wave = load_audio(track, 22050)
     by_wave = model.predict(pd.DataFrame({"waveform": [wave.astype(np.float64)], "sample_rate": [22050]}))
     probs = [f"prob_{g}" for g in GENRES]
