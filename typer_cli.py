@@ -317,6 +317,7 @@ def _evaluate_folder(data: Path, model: str, output: Path | None) -> None:
 
     from crnn.dataset import discover_tracks, parse_track_id
     from crnn.evaluate import classification_report
+    from infra.genre_model import paths_allowed
 
     _check_local_path("--data", data)
     _check_services()
@@ -325,7 +326,8 @@ def _evaluate_folder(data: Path, model: str, output: Path | None) -> None:
     served = mlflow.pyfunc.load_model(model)
     labels = [c.name.removeprefix("prob_") for c in served.metadata.get_output_schema().inputs[1:]]  # the model's
     truth = [labels.index(parse_track_id(p.name.rsplit(".", 1)[0], labels)[0]) for p in paths]
-    pred = served.predict(pd.DataFrame({"path": [str(p) for p in paths]}))
+    with paths_allowed(data):  # the user's own files: the served model opens paths only under an allowed folder
+        pred = served.predict(pd.DataFrame({"path": [str(p) for p in paths]}))
     report = classification_report(truth, [labels.index(g) for g in pred["genre"]], len(labels))
     table = Table("genre", "recall", "precision", "clips", title=f"{model} on {data}")
     for g, r, p, n in zip(labels, report.recall, report.precision, report.support):

@@ -111,6 +111,16 @@ def _not_comparable(challenger: Challenger, champion: ChampionEvidence) -> str |
     return None
 
 
+def first_champion_reason(version: str) -> str:
+    """Why ``version`` was promoted with no champion to compare against.
+
+    It is the model's first version, or no version held the alias (it was removed by hand).
+    """
+    if version == "1":
+        return "v1 is the first version: promoted to champion"
+    return f"promoted to champion: no version held the champion alias before v{version}"
+
+
 def decide(challenger: Challenger, champion: ChampionEvidence | None) -> Decision:
     """Whether ``challenger`` takes the ``champion`` alias, and why.
 
@@ -126,7 +136,9 @@ def decide(challenger: Challenger, champion: ChampionEvidence | None) -> Decisio
         ValueError: the evidence is incomplete (:func:`needs_rescore` is true).
     """
     if champion is None:
-        return Decision(challenger.version, True, challenger.score, None, None, "promoted to champion (there was none)")
+        return Decision(
+            challenger.version, True, challenger.score, None, None, first_champion_reason(challenger.version)
+        )
     why_not = _not_comparable(challenger, champion)
     if why_not is not None:
         return Decision(

@@ -23,6 +23,7 @@ from mlflow.types.schema import Array, ColSpec, Schema
 from crnn import GENRES, promotion
 from crnn.promotion import SELECTION_METRIC, Challenger, ChampionEvidence, Decision
 from crnn.requests import CHALLENGER, CHAMPION, MODEL_NAME  # noqa: F401 - registry.MODEL_NAME for callers
+from infra.genre_model import paths_allowed
 from infra.requirements import model_requirements
 from infra.tracking import SPLIT_ARTIFACT_DIR
 
@@ -105,8 +106,13 @@ def trained_on(run_id: str) -> set[str] | None:
 
 
 def split_accuracy(model_uri: str, test: pd.DataFrame) -> float:
-    """Track accuracy of a registered model on the ``path``/``genre`` rows of ``test``, through its pyfunc."""
-    out = mlflow.pyfunc.load_model(model_uri).predict(pd.DataFrame({"path": test["path"].tolist()}))
+    """Track accuracy of a registered model on the ``path``/``genre`` rows of ``test``, through its pyfunc.
+
+    These are our own test files: their paths are allowed for the call (:func:`infra.genre_model.paths_allowed`).
+    """
+    model = mlflow.pyfunc.load_model(model_uri)
+    with paths_allowed():
+        out = model.predict(pd.DataFrame({"path": test["path"].tolist()}))
     return float((out["genre"].to_numpy() == test["genre"].to_numpy()).mean())
 
 
@@ -138,6 +144,54 @@ def version_labels(version: ModelVersion) -> tuple[str, ...]:
     return tuple(json.loads(tag)) if tag else GENRES
 
 
+VERSION_METRICS = (SELECTION_METRIC, "test/macro_f1")
+"""Test metrics of the training run copied onto its registry version as tags (4 decimals shown in the UI)."""
+CROSS_ARTIST_TAG, CROSS_ARTIST_RUN_TAG = "cross_artist_accuracy", "cross_artist_source"
+"""Version tags: the latest protocol-flow cross-artist accuracy of the version's architecture, and where it comes from."""
+
+
+def architecture_cross_artist(experiment_id: str, architecture: str) -> dict[str, str]:
+    """The cross-artist figure of ``architecture`` as version tags; ``{}`` when it is not known.
+
+    It comes from the latest finished protocol-flow summary run of that model in ``experiment_id``
+    (its ``cross_artist/accuracy``).
+
+    It measures the architecture under the protocol, not the registered weights themselves; the source tag says so.
+    """
+    runs = MlflowClient().search_runs(
+        [experiment_id],
+        f"params.`protocol.model` = '{architecture}' and tags.`protocol.evaluation` = 'summary' "
+        "and attributes.status = 'FINISHED'",
+        max_results=1,
+        order_by=["attributes.start_time DESC"],
+    )
+    if not runs or "cross_artist/accuracy" not in runs[0].data.metrics:
+        return {}
+    run = runs[0]
+    return {
+        CROSS_ARTIST_TAG: f"{run.data.metrics['cross_artist/accuracy']:.4f}",
+        CROSS_ARTIST_RUN_TAG: f"protocol-flow run {run.info.run_id} of {architecture} (the architecture, not this version)",
+    }
+
+
+def run_version_tags(run_id: str) -> dict[str, str]:
+    """Tags describing a training run's model on its registry version.
+
+    ``architecture``, ``split`` (method), the run's :data:`VERSION_METRICS` and the architecture's
+    cross-artist figure when known (:func:`architecture_cross_artist`).
+    """
+    run = MlflowClient().get_run(run_id)
+    params, tags, metrics = run.data.params, run.data.tags, run.data.metrics
+    out = {
+        "architecture": tags.get("architecture") or params.get("model.architecture", ""),
+        "split": tags.get("split") or params.get("split.method_used", ""),
+    }
+    out |= {k: f"{metrics[k]:.4f}" for k in VERSION_METRICS if k in metrics}
+    if out["architecture"]:
+        out |= architecture_cross_artist(run.info.experiment_id, out["architecture"])
+    return {k: v for k, v in out.items() if v}
+
+
 def register_and_promote(
     model_uri: str,
     run_id: str,
@@ -162,11 +216,14 @@ def register_and_promote(
         test: the test split, columns ``track_id``, ``genre``, ``path``, ``sha256``.
         name: registered model name.
         labels: the class names the model predicts, in output order (tagged on the version).
+
+    The version is also tagged with :func:`run_version_tags` (architecture, split, test metrics,
+    cross-artist figure when known) and ``promotion_decision`` (the reason).
     """
     client = MlflowClient()
     digest = test_split_digest(test)
     version = str(mlflow.register_model(model_uri, name).version)
-    tags = {
+    tags = run_version_tags(run_id) | {
         "run_id": run_id,
         SELECTION_METRIC: f"{score:.6f}",
         "split_digest": digest,

@@ -123,14 +123,42 @@ def _is_local_store(uri: str) -> bool:
     return uri.startswith(("sqlite:", "file:")) or "://" not in uri
 
 
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
+"""The experiment tag MLflow's UI reads to choose an experiment's first page (model training: the runs table)
+when its GenAI/Model-training switch is off; MLflow 3.17's UI has the switch on and ignores it (see
+:data:`UI_MODEL_TRAINING`)."""
+UI_MODEL_TRAINING = "?workflowType=machine_learning"
+"""Query of the UI addresses we print: MLflow 3.17's UI opens an experiment on its runs table only with it
+(otherwise on the browser's last choice of its GenAI/Model-training switch, GenAI at first)."""
+
+
 def ensure_experiment(name: str = DEFAULT_EXPERIMENT) -> str:
-    """Experiment id for ``name``, created if missing (local stores keep artifacts in ``./mlartifacts``)."""
+    """Experiment id for ``name``, created if missing (local stores keep artifacts in ``./mlartifacts``).
+
+    The experiment is tagged :data:`EXPERIMENT_KIND_TAG` = :data:`EXPERIMENT_KIND` (also an existing one
+    that lacks the tag), so the UI opens it on its runs table.
+    """
     client = MlflowClient()
     exp = client.get_experiment_by_name(name)
     if exp is not None:
+        if EXPERIMENT_KIND_TAG not in exp.tags:
+            client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         return exp.experiment_id
     location = Path("mlartifacts").resolve().as_uri() if _is_local_store(mlflow.get_tracking_uri()) else None
-    return client.create_experiment(name, artifact_location=location)
+    return client.create_experiment(name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+
+
+def run_url(run_id: str) -> str | None:
+    """The run's page in the MLflow UI, when the tracking URI is an ``http(s)://`` server.
+
+    ``<tracking URI>/#/experiments/<id>/runs/<run id>?workflowType=machine_learning``, credentials
+    redacted; ``None`` for database and file stores (they have no UI address).
+    """
+    uri = mlflow.get_tracking_uri()
+    if not uri.startswith(("http://", "https://")):
+        return None
+    experiment_id = MlflowClient().get_run(run_id).info.experiment_id
+    return f"{redact(uri.rstrip('/'))}/#/experiments/{experiment_id}/runs/{run_id}{UI_MODEL_TRAINING}"
 
 
 def git_commit() -> str | None:
@@ -185,10 +213,18 @@ def end_stale_runs(experiment_id: str) -> list[str]:
     return ended
 
 
-def start_run(experiment: str, run_name: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
+SHORT_ID_CHARS = 8
+"""Characters of the run id that end a run name made with ``short_id=True`` (``crnn-gru-stratified-1a2b3c4d``)."""
+
+
+def start_run(
+    experiment: str, run_name: str, params: Mapping[str, Any], tags: Mapping[str, str], *, short_id: bool = False
+) -> str:
     """Create a run (or adopt ``$MLFLOW_RUN_ID``, set by ``mlflow run``), log ``params`` (redacted) and ``tags``; return its id.
 
-    Runs of this experiment left RUNNING by a process that is gone are first marked KILLED (:func:`end_stale_runs`).
+    With ``short_id``, the run is named ``<run_name>-<first SHORT_ID_CHARS of its id>``, so runs of the
+    same model and split stay apart in the UI. Runs of this experiment left RUNNING by a process that is
+    gone are first marked KILLED (:func:`end_stale_runs`).
     """
     client = MlflowClient()
     all_tags = dict(tags) | {OWNER_HOST_TAG: socket.gethostname(), OWNER_PID_TAG: str(os.getpid())}
@@ -198,10 +234,9 @@ def start_run(experiment: str, run_name: str, params: Mapping[str, Any], tags: M
     adopted = bool(run_id) and _run_exists(client, run_id)
     experiment_id = client.get_run(run_id).info.experiment_id if adopted else ensure_experiment(experiment)
     end_stale_runs(experiment_id)
-    if adopted:
-        client.set_tag(run_id, "mlflow.runName", run_name)
-    else:
+    if not adopted:
         run_id = client.create_run(experiment_id, run_name=run_name).info.run_id
+    all_tags["mlflow.runName"] = f"{run_name}-{run_id[:SHORT_ID_CHARS]}" if short_id else run_name
     items = [Param(k, redact(str(v))) for k, v in params.items()]  # e.g. data.source with user:password@
     for i in range(0, max(len(items), 1), 100):  # one batch at least: the tags go with the first
         client.log_batch(
@@ -232,6 +267,11 @@ def set_tags(run_id: str, tags: Mapping[str, str]) -> None:
 def log_artifact(run_id: str, path: str | Path, artifact_path: str | None = None) -> None:
     """Upload one file to the run's artifacts."""
     MlflowClient().log_artifact(run_id, str(path), artifact_path)
+
+
+def log_table(run_id: str, table: Any, artifact_file: str) -> None:
+    """Log a DataFrame as an MLflow table artifact (``artifact_file``: a ``.json`` path in the run's artifacts)."""
+    MlflowClient().log_table(run_id, data=table, artifact_file=artifact_file)
 
 
 def log_split_datasets(run_id: str, table_csv: str | Path, source: str) -> dict[str, str]:

@@ -55,12 +55,19 @@ def evaluate_test(
     return log_evaluation(evaluate_tracks(model, mels, labels, cfg.features), ids, labels, run_id, out_dir, names)
 
 
+PER_GENRE_CSV, PER_GENRE_TABLE = "per_genre.csv", "per_genre.json"
+"""Run artifacts at the root (the compare view lists root files): per-genre precision, recall, F1 and support
+as CSV and as an MLflow table; the confusion matrix and reliability diagram sit beside them."""
+
+
 def log_evaluation(
     result: TrackEvaluation, ids: list[str], labels: list[int], run_id: str, out_dir: str, names: Sequence[str]
 ) -> dict:
-    """Log ``test/*`` metrics (accuracy, macro-F1, calibration, per-genre precision/recall), confusion matrix, reliability diagram, reports.
+    """Log ``test/*`` metrics (accuracy, macro-F1, calibration), the per-genre table, confusion matrix, reliability diagram, reports.
 
-    ``labels`` are class indices into ``names``.
+    ``labels`` are class indices into ``names``. Per-genre precision and recall are one table artifact
+    (:data:`PER_GENRE_CSV`, :data:`PER_GENRE_TABLE`), not metrics, so the learning curves lead the run's
+    charts; the returned dict still holds them (``test/precision/<genre>``, ``test/recall/<genre>``).
     """
     if len(result.scored) < len(ids):
         task_logger().warning("skipped %d test tracks shorter than min_segment_s", len(ids) - len(result.scored))
@@ -74,8 +81,6 @@ def log_evaluation(
         "test/segment_macro_f1": segment.macro_f1,
     }
     metrics |= calibration_metrics(result.probs, np.asarray(labels))
-    metrics |= {f"test/precision/{g}": float(p) for g, p in zip(names, track.precision)}
-    metrics |= {f"test/recall/{g}": float(r) for g, r in zip(names, track.recall)}
     tracking.log_metrics(run_id, metrics)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -90,7 +95,9 @@ def log_evaluation(
         out / "reliability_diagram.png",
         f"test tracks (n={len(labels)}), ECE {metrics['test/ece']:.3f}",
     )
-    per_genre_table(track, names).to_csv(out / "per_genre_report.csv", index=False)
+    per_genre = per_genre_table(track, names)
+    per_genre.to_csv(out / PER_GENRE_CSV, index=False)
+    tracking.log_table(run_id, per_genre, PER_GENRE_TABLE)
     preds = pd.DataFrame(
         {
             "track_id": ids,
@@ -101,7 +108,9 @@ def log_evaluation(
     )
     preds.to_csv(out / "test_predictions.csv", index=False)
     (out / "test_metrics.json").write_text(json.dumps(metrics, indent=2))
-    for f in (png, diagram, out / "per_genre_report.csv", out / "test_predictions.csv", out / "test_metrics.json"):
+    for f in (png, diagram, out / PER_GENRE_CSV):
+        tracking.log_artifact(run_id, f)
+    for f in (out / "test_predictions.csv", out / "test_metrics.json"):
         tracking.log_artifact(run_id, f, "evaluation")
     task_logger().info(
         "test: track accuracy %.3f, macro-F1 %.3f, segment accuracy %.3f (%d tracks)",
@@ -110,4 +119,5 @@ def log_evaluation(
         segment.accuracy,
         len(labels),
     )
-    return metrics
+    metrics |= {f"test/precision/{g}": float(p) for g, p in zip(names, track.precision)}
+    return metrics | {f"test/recall/{g}": float(r) for g, r in zip(names, track.recall)}

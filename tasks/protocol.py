@@ -28,6 +28,7 @@ from tasks import task_logger
 from tasks.evaluate import log_evaluation
 from tasks.features import load_split_features
 from tasks.split import SPLIT_TABLE_COLUMNS
+from tasks.tracking import announce_run, prefect_tags
 
 SPEED_TRACKS = 20
 """Whole tracks of the training collection decoded and scored to measure tracks per second."""
@@ -92,14 +93,23 @@ def start_protocol_run(
     parent_run_id: str | None = None,
     name: str = "summary",
 ) -> str:
-    """Open the parent run (``parent_run_id=None``) or a nested run named after its evaluation; return its id."""
+    """Open the parent run (``parent_run_id=None``) or a nested run for one evaluation; return its id.
+
+    Named ``<model>-protocol-<short id>`` or ``<model>-<evaluation>-<short id>``; tagged with the model
+    and the Prefect flow run.
+    """
     tracking.configure_tracking()
     params = _params(cfg, model) | {f"protocol.{k}": v for k, v in info.items()}
     tags = {"protocol.evaluation": name, "protocol.kfold": protocol.KFOLD_CAVEAT, "torch": torch.__version__}
     tags |= {"python": platform.python_version(), "machine": platform.processor() or platform.machine()}
+    tags |= {"architecture": model, "split": "protocol" if not parent_run_id else name} | prefect_tags()
     if parent_run_id:
         tags["mlflow.parentRunId"] = parent_run_id
-    return tracking.start_run(experiment, f"{model}/{name}" if parent_run_id else f"protocol-{model}", params, tags)
+    run_name = f"{model}-{name}" if parent_run_id else f"{model}-protocol"
+    run_id = tracking.start_run(experiment, run_name, params, tags, short_id=True)
+    if not parent_run_id:
+        announce_run(run_id, f"mlflow-run-protocol-{model}", f"protocol-flow {model}")
+    return run_id
 
 
 @task(name="train-baseline")

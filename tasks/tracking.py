@@ -1,21 +1,67 @@
-"""Open and close the MLflow run that every training task logs into."""
+"""Open and close the MLflow run that every training task logs into, and link it with its Prefect flow run."""
 
 from __future__ import annotations
 
+import os
 import platform
 
 import torch
-from prefect import task
+from prefect import runtime, task
+from prefect.artifacts import create_link_artifact, create_markdown_artifact
+from prefect.utilities.urls import url_for
 
 from crnn.config import PipelineConfig, flatten
 from infra import tracking
+from infra.redact import redact
+from tasks import task_logger
+
+PREFECT_FLOW_RUN_TAG, PREFECT_FLOW_RUN_URL_TAG = "prefect.flow_run_id", "prefect.flow_run_url"
+"""MLflow run tags naming the Prefect flow run that logs into the run, and its page in the Prefect UI."""
+
+
+def prefect_tags() -> dict[str, str]:
+    """Tags linking an MLflow run to the Prefect flow run in progress; ``{}`` outside a flow.
+
+    Its id, and its UI page when ``$PREFECT_API_URL`` names a server (a temporary local API is gone
+    after the run: no URL).
+    """
+    flow_run_id = runtime.flow_run.id
+    if not flow_run_id:
+        return {}
+    tags = {PREFECT_FLOW_RUN_TAG: str(flow_run_id)}
+    if os.environ.get("PREFECT_API_URL") and (url := url_for("flow-run", obj_id=flow_run_id)):
+        tags[PREFECT_FLOW_RUN_URL_TAG] = url
+    return tags
+
+
+def announce_run(run_id: str, key: str, title: str) -> None:
+    """Log where the MLflow run is and leave it as a Prefect artifact under ``key`` (lowercase, digits, dashes).
+
+    A link artifact to the run's UI page when tracking goes to an ``http(s)://`` server, else a Markdown
+    artifact naming the (redacted) tracking URI and the run id (``mlflow ui`` shows it from there).
+    """
+    url = tracking.run_url(run_id)
+    if url:
+        task_logger().info("%s: MLflow run %s", title, url)
+        if runtime.flow_run.id:
+            create_link_artifact(url, link_text=f"{title}: MLflow run {run_id}", key=key, description=title)
+        return
+    store = redact(tracking.configure_tracking())
+    task_logger().info("%s: MLflow run %s in %s", title, run_id, store)
+    if runtime.flow_run.id:
+        markdown = f"**{title}**: MLflow run `{run_id}` in tracking store `{store}` (open it with `mlflow ui`)."
+        create_markdown_artifact(markdown, key=key, description=title)
 
 
 @task(name="start-mlflow-run")
 def start_mlflow_run(
     cfg: PipelineConfig, source: str, experiment: str, split: dict, dataset: dict, features: dict, device: str
 ) -> str:
-    """Create the run with the flattened config, data facts and environment as params; log the split datasets; return the run id."""
+    """Create the run ``<architecture>-<split>-<short id>``; log the split datasets; return the run id.
+
+    Params: the flattened config, data facts and environment; tags: architecture, split and the
+    Prefect flow run. Its address goes to the Prefect log and an artifact (:func:`announce_run`).
+    """
     tracking.configure_tracking()
     params = flatten(cfg.to_dict()) | {
         "data.source": source,
@@ -32,11 +78,15 @@ def start_mlflow_run(
         "torch": torch.__version__,
         "python": platform.python_version(),
         "cuda_available": str(torch.cuda.is_available()),
-    }
-    run_id = tracking.start_run(experiment, f"train-{cfg.model.rnn_type}-{split['method']}", params, tags)
+        "architecture": cfg.model.architecture,
+        "split": split["method"],
+    } | prefect_tags()
+    name = f"{cfg.model.architecture}-{split['method']}"
+    run_id = tracking.start_run(experiment, name, params, tags, short_id=True)
     tracking.log_split_datasets(run_id, split["table"], source)
     tracking.log_artifact(run_id, split["table"], tracking.SPLIT_ARTIFACT_DIR)
     tracking.log_artifact(run_id, dataset["exclusions"], tracking.SPLIT_ARTIFACT_DIR)
+    announce_run(run_id, f"mlflow-run-{cfg.model.architecture}", f"train-flow {name}")
     return run_id
 
 

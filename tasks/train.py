@@ -17,6 +17,14 @@ from tasks import task_logger
 from tasks.features import load_split_features
 
 
+def progress_key(architecture: str) -> str:
+    """Key of the training progress artifact, so the Prefect Artifacts page lists it.
+
+    One key per architecture; each training adds a version under it.
+    """
+    return f"train-progress-{architecture}"
+
+
 @task(name="train-crnn")
 def train_crnn(
     split_table: str,
@@ -53,7 +61,10 @@ def train_crnn(
     )
 
     progress = create_progress_artifact(
-        0.0, description=f"train-crnn: epochs of {cfg.train.epochs} (early stopping may end sooner)"
+        0.0,
+        key=progress_key(cfg.model.architecture),
+        description=f"train-crnn {cfg.model.architecture}, MLflow run {run_id}: epochs of {cfg.train.epochs} "
+        "(early stopping may end sooner)",
     )
     start = time.perf_counter()
 

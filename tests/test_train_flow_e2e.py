@@ -46,8 +46,13 @@ def test_train_flow_registers_a_champion_and_reuses_features(prefect_harness, ml
     assert {"test/track_accuracy", "test/macro_f1", "test/segment_accuracy", "val/accuracy"} <= set(run.data.metrics)
     assert [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")] == [1]
     assert {i.dataset.name for i in run.inputs.dataset_inputs} == {"gtzan-train", "gtzan-val", "gtzan-test"}
-    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
-    assert "evaluation/confusion_matrix.png" in artifacts and "evaluation/per_genre_report.csv" in artifacts
+    assert run.info.run_name == f"musicnn-linear-stratified-{run.info.run_id[:8]}"
+    assert run.data.tags["architecture"] == "musicnn-linear" and run.data.tags["prefect.flow_run_id"]
+    assert not any("/precision/" in m or "/recall/" in m for m in run.data.metrics)  # one table, not 20 metrics
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}  # the root: what the compare view lists
+    assert {"confusion_matrix.png", "reliability_diagram.png", "per_genre.csv", "per_genre.json"} <= artifacts
+    table = client.download_artifacts(run.info.run_id, "per_genre.json", str(tmp_path))
+    assert '"genre"' in Path(table).read_text() and "rock" in Path(table).read_text()
     exclusions = pd.read_csv(
         tmp_path
         / "work"
@@ -59,6 +64,9 @@ def test_train_flow_registers_a_champion_and_reuses_features(prefect_harness, ml
 
     champion = client.get_model_version_by_alias("genre-crnn", "champion")
     assert str(champion.version) == "1" and champion.run_id == first["run_id"]
+    assert champion.tags["architecture"] == "musicnn-linear" and champion.tags["split"] == "stratified"
+    assert float(champion.tags["test/macro_f1"]) == pytest.approx(run.data.metrics["test/macro_f1"], abs=1e-4)
+    assert first["registry"]["reason"] == "v1 is the first version: promoted to champion"
     assert first["features"]["computed"] == 30
 
     # A second run with another seed: features come from the cache; the new test split holds
@@ -80,7 +88,15 @@ def test_registered_model_scores_paths_and_waveforms(prefect_harness, mlflow_sto
     train_flow(TrainRequest(source=str(gtzan_slice), work_dir=str(tmp_path / "work"), **FAST))
     model = mlflow.pyfunc.load_model("models:/genre-crnn@champion")
     track = gtzan_mini / "rock" / "rock.00009.wav"
-    by_path = model.predict(pd.DataFrame({"path": [str(track)]}))
+    from mlflow.exceptions import MlflowException
+
+    from infra.genre_model import paths_allowed
+
+    # Server files only when allowed (the loaded model's own copy of InvalidModelInput, an MlflowException)
+    with pytest.raises(MlflowException, match="'path' input is disabled"):
+        model.predict(pd.DataFrame({"path": [str(track)]}))
+    with paths_allowed(gtzan_mini):
+        by_path = model.predict(pd.DataFrame({"path": [str(track)]}))
     wave = load_audio(track, 22050)
     by_wave = model.predict(pd.DataFrame({"waveform": [wave.astype(np.float64)], "sample_rate": [22050]}))
     probs = [f"prob_{g}" for g in GENRES]

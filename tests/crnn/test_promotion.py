@@ -29,7 +29,10 @@ def test_no_champion_promotes() -> None:
         None,
         None,
     )
-    assert d.reason == "promoted to champion (there was none)"
+    assert d.reason == "promoted to champion: no version held the champion alias before v5"
+    assert decide(Challenger("1", 0.7, "digest-a", (), LABELS), None).reason == (
+        "v1 is the first version: promoted to champion"
+    )
 
 
 @pytest.mark.parametrize(

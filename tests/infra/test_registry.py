@@ -45,7 +45,7 @@ def _aliases() -> dict[str, str]:
 def test_champion_moves_only_to_a_better_version_on_the_same_split(mlflow_store, tmp_path) -> None:
     a = _split(["a1", "a2"], [("t1", "rock"), ("t2", "blues")])
     first = _register(a, 0.6, tmp_path)
-    assert first.promoted and first.reason == "promoted to champion (there was none)"
+    assert first.promoted and first.reason == "v1 is the first version: promoted to champion"
     assert _aliases() == {"champion": "1", "challenger": "1"}
 
     worse = _register(a, 0.55, tmp_path)
@@ -118,3 +118,24 @@ def test_a_version_with_other_labels_does_not_replace_a_gtzan_champion(mlflow_st
 
 def test_versions_registered_before_labels_were_tagged_predict_gtzan_genres() -> None:
     assert registry.version_labels(SimpleNamespace(tags={})) == GENRES
+
+
+def test_a_version_carries_its_architecture_split_metrics_and_the_cross_artist_figure(mlflow_store, tmp_path) -> None:
+    """Version tags from the training run, plus the latest finished protocol summary of its architecture."""
+    with mlflow.start_run(run_name="protocol") as protocol:
+        mlflow.log_param("protocol.model", "cnn-lstm")
+        mlflow.set_tag("protocol.evaluation", "summary")
+        mlflow.log_metric("cross_artist/accuracy", 0.41)
+    with mlflow.start_run() as run:
+        mlflow.set_tags({"architecture": "cnn-lstm", "split": "stratified"})
+        mlflow.log_metrics({"test/track_accuracy": 0.5, "test/macro_f1": 0.4567891})
+        info = mlflow.pyfunc.log_model(name="model", python_model=_AlwaysRock(), pip_requirements=["mlflow"])
+    a = _split(["a1"], [("t1", "rock")])
+    decision = registry.register_and_promote(
+        info.model_uri, run.info.run_id, 0.5, a[a.split == "test"], "genre-crnn", GENRES
+    )
+    tags = MlflowClient().get_model_version(registry.MODEL_NAME, decision.version).tags
+    assert tags["architecture"] == "cnn-lstm" and tags["split"] == "stratified"
+    assert tags["test/macro_f1"] == "0.4568" and tags["test/track_accuracy"] == "0.500000"  # the compared score
+    assert tags[registry.CROSS_ARTIST_TAG] == "0.4100" and protocol.info.run_id in tags[registry.CROSS_ARTIST_RUN_TAG]
+    assert registry.architecture_cross_artist(run.info.experiment_id, "crnn-gru") == {}  # never evaluated: no tag

@@ -99,3 +99,29 @@ def test_a_run_left_running_by_a_dead_process_is_marked_killed(mlflow_store) -> 
     status = {r: client.get_run(r).info.status for r in (stale, alive, foreign, fresh)}
     assert status == {stale: "KILLED", alive: "RUNNING", foreign: "RUNNING", fresh: "RUNNING"}
     assert client.get_run(fresh).data.tags[tracking.OWNER_PID_TAG] == str(os.getpid())
+
+
+def test_runs_are_named_with_a_short_id_and_experiments_open_on_their_runs(mlflow_store) -> None:
+    """`<name>-<8 chars of the id>`; the experiment is tagged as model development (the UI's runs table)."""
+    from mlflow.tracking import MlflowClient
+
+    run_id = tracking.start_run("unit", "cnn-lstm-stratified", {}, {}, short_id=True)
+    run = MlflowClient().get_run(run_id)
+    assert run.info.run_name == run.data.tags["mlflow.runName"] == f"cnn-lstm-stratified-{run_id[:8]}"
+    assert MlflowClient().get_run(tracking.start_run("unit", "plain", {}, {})).info.run_name == "plain"
+    exp = MlflowClient().get_experiment(run.info.experiment_id)
+    assert exp.tags[tracking.EXPERIMENT_KIND_TAG] == "custom_model_development"
+    old = MlflowClient().create_experiment("made-before-the-tag")
+    tracking.ensure_experiment("made-before-the-tag")
+    assert MlflowClient().get_experiment(old).tags[tracking.EXPERIMENT_KIND_TAG] == "custom_model_development"
+    assert tracking.run_url(run_id) is None  # a database store has no UI address
+
+
+def test_run_url_points_at_the_run_page_of_a_tracking_server(monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(mlflow, "get_tracking_uri", lambda: "http://user:pw@127.0.0.1:5000/")
+    run = SimpleNamespace(info=SimpleNamespace(experiment_id="7"))
+    monkeypatch.setattr(tracking.MlflowClient, "get_run", lambda self, run_id: run)
+    url = "http://***@127.0.0.1:5000/#/experiments/7/runs/abc?workflowType=machine_learning"  # the runs view
+    assert tracking.run_url("abc") == url
