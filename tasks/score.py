@@ -25,6 +25,7 @@ from scoring import engine, report, results
 from scoring.prepare import loaded_model
 from scoring.store import LibraryStore, store_path
 from tasks import plots, task_logger
+from tasks.tracking import announce_run, prefect_tags
 
 __all__ = [
     "check_options",
@@ -172,9 +173,8 @@ def start_scoring_run(request: dict, model: dict) -> dict:
     """
     started, logger = time.time(), task_logger()
     tags = {"model.uri": model["uri"], "model.resolved": model["version"]}
-    if flow_run_id := flow_run.get_id():
-        tags[tracking.PREFECT_FLOW_RUN_TAG] = flow_run_id
-        tags[tracking.PREFECT_FLOW_RUN_URL_TAG] = flow_run.get_flow_run_ui_url() or ""
+    tags |= prefect_tags()
+    flow_run_id = flow_run.get_id()
     try:
         tracking.configure_tracking()
         tags |= tracking.registered_model_tags(model["version"])
@@ -185,7 +185,7 @@ def start_scoring_run(request: dict, model: dict) -> dict:
     except Exception as exc:  # noqa: BLE001 - tracking never stops a scoring run
         logger.warning("MLflow run not started (%s: %s); scoring goes on without it", type(exc).__name__, exc)
         return {"mlflow_run_id": "", "started": started}
-    logger.info("MLflow run %s in experiment %s", run_id, SCORING_EXPERIMENT)
+    announce_run(run_id, "mlflow-run-scoring", f"batch scoring with {model['version']}")
     return {"mlflow_run_id": run_id, "started": started}
 
 

@@ -13,10 +13,8 @@ from prefect.utilities.urls import url_for
 from crnn.config import PipelineConfig, flatten
 from infra import tracking
 from infra.redact import redact
+from infra.tracking import PREFECT_FLOW_RUN_TAG, PREFECT_FLOW_RUN_URL_TAG
 from tasks import task_logger
-
-PREFECT_FLOW_RUN_TAG, PREFECT_FLOW_RUN_URL_TAG = "prefect.flow_run_id", "prefect.flow_run_url"
-"""MLflow run tags naming the Prefect flow run that logs into the run, and its page in the Prefect UI."""
 
 
 def prefect_tags() -> dict[str, str]:
