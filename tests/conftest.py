@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +51,25 @@ def pretrained_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("pretrained")
     os.environ[CACHE_ENV] = str(path)  # subprocesses (CLI, MLproject, workers) inherit it
     return path
+
+
+_MLFLOW_URI_VARS = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+_MLFLOW_URIS_AT_START = {key: os.environ.get(key) for key in _MLFLOW_URI_VARS}
+
+
+@pytest.fixture(autouse=True)
+def _mlflow_uris_restored() -> Iterator[None]:
+    """After each test, put ``$MLFLOW_TRACKING_URI``/``$MLFLOW_REGISTRY_URI`` back as the session started with them.
+
+    ``mlflow.set_registry_uri(uri)`` also sets the environment variable and ``set_registry_uri(None)`` leaves it,
+    so a test's store leaked into the CLI subprocesses of later tests (a champion where none should be).
+    """
+    yield
+    for key, value in _MLFLOW_URIS_AT_START.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 @pytest.fixture(autouse=True)
