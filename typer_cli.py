@@ -36,6 +36,7 @@ from crnn.requests import (
     field_names,
     first_error,
 )
+from infra.prefect_api import PrefectApiError, prefect_api
 from infra.redact import conceal, redact
 from infra.sources import fetch_dataset
 
@@ -209,11 +210,13 @@ def _fetch_with_progress(source: str, work_dir: Path, sha256: str = "") -> Path:
 @_request_command(DownloadRequest)
 def download(request: DownloadRequest) -> None:
     """Fetch a GTZAN copy, verify it, and write its manifest (track id, genre, path, duration, sample rate, SHA-256) and exclusion list."""
-    from flows.download_flow import download_flow
+    with prefect_api() as api:  # the temporary Prefect server (if needed) starts while the data is fetched
+        from flows.download_flow import download_flow
 
-    _fetch_with_progress(request.source, Path(request.work_dir), request.sha256)
-    layout = request.options("source_layout", "label_map", "min_tracks_per_label")
-    result = download_flow(conceal(request.source), request.work_dir, request.sha256, **layout)
+        _fetch_with_progress(request.source, Path(request.work_dir), request.sha256)
+        layout = request.options("source_layout", "label_map", "min_tracks_per_label")
+        api.ready()
+        result = download_flow(conceal(request.source), request.work_dir, request.sha256, **layout)
     console.print(
         f"[green]{result['n_tracks']} tracks[/], {result['n_excluded']} excluded; manifest: {result['manifest']}"
     )
@@ -228,14 +231,16 @@ def train(request: TrainRequest, dask: Dask = None) -> None:
     With --dask the log-mel chunks run on the Dask cluster; training stays in this process.
     """
     _check_local_path("--source", request.source)
-    _check_services()  # a tracking store that cannot work fails now, not after download, split and features
-    from flows.runners import task_runner
-    from flows.train_flow import FEATURE_THREADS, train_flow
+    with prefect_api() as api:
+        _check_services()  # a tracking store that cannot work fails now, not after download, split and features
+        from flows.runners import task_runner
+        from flows.train_flow import FEATURE_THREADS, train_flow
 
-    _fetch_with_progress(request.source, Path(request.work_dir), request.sha256)
-    run = train_flow.with_options(task_runner=task_runner(FEATURE_THREADS, dask)) if dask else train_flow
-    # Prefect stores flow parameters: credentials stay in this process's environment
-    result = run(request.model_copy(update={"source": conceal(request.source)}))
+        _fetch_with_progress(request.source, Path(request.work_dir), request.sha256)
+        run = train_flow.with_options(task_runner=task_runner(FEATURE_THREADS, dask)) if dask else train_flow
+        api.ready()
+        # Prefect stores flow parameters: credentials stay in this process's environment
+        result = run(request.model_copy(update={"source": conceal(request.source)}))
     test, reg = result["test"], result["registry"]
     console.print(
         f"[bold]run {result['run_id']}[/]: test track accuracy {test['test/track_accuracy']:.3f}, macro-F1 {test['test/macro_f1']:.3f}, "
@@ -294,11 +299,13 @@ def _evaluate_library(options: dict) -> None:
         load_label_map(request.label_map)
     except LabelMapError as exc:
         raise _bad("--label-map", str(exc)) from None
-    _check_services()
-    _check_model(request.model_uri)
-    from flows.library_eval_flow import library_eval_flow
+    with prefect_api() as api:
+        _check_services()
+        _check_model(request.model_uri)
+        from flows.library_eval_flow import library_eval_flow
 
-    result = library_eval_flow(request)
+        api.ready()
+        result = library_eval_flow(request)
     m = result["metrics"]
     selective = m.get("library/selective_accuracy")
     console.print(
@@ -348,12 +355,16 @@ def protocol(request: ProtocolRequest) -> None:
     """
     _check_local_path("--source", request.source)
     _check_local_path("--cross-artist", request.cross_artist)
-    _check_services()  # a tracking store that cannot work fails before any work
-    from flows.protocol_flow import protocol_flow
+    with prefect_api() as api:
+        _check_services()  # a tracking store that cannot work fails before any work
+        from flows.protocol_flow import protocol_flow
 
-    s = protocol_flow(
-        request.model_copy(update={"source": conceal(request.source), "cross_artist": conceal(request.cross_artist)})
-    )
+        api.ready()
+        s = protocol_flow(
+            request.model_copy(
+                update={"source": conceal(request.source), "cross_artist": conceal(request.cross_artist)}
+            )
+        )
     console.print(
         f"[bold]{request.model}[/] (parent run {s['run_id']}): cross-artist accuracy {s['cross_artist/accuracy']:.3f}, "
         f"macro-F1 {s['cross_artist/macro_f1']:.3f}; {request.folds}-fold track accuracy "
@@ -374,15 +385,17 @@ def score(request: ScoreRequest, dask: Dask = None) -> None:
         raise _bad("--format", str(exc)) from None
     for root in request.library:
         _check_local_path("--library", root)
-    _check_services()
-    _check_model(request.model_uri)
-    from flows.batch_score_flow import CHUNK_WORKERS, batch_score_flow
-    from flows.runners import task_runner
+    with prefect_api() as api:
+        _check_services()
+        _check_model(request.model_uri)
+        from flows.batch_score_flow import CHUNK_WORKERS, batch_score_flow
+        from flows.runners import task_runner
 
-    run = batch_score_flow.with_options(task_runner=task_runner(CHUNK_WORKERS, dask)) if dask else batch_score_flow
-    concealed = {"library": [conceal(r) for r in request.library], "results_uri": conceal(request.results_uri)}
-    with _store_progress(Path(request.output_dir)):
-        result = run(request.model_copy(update=concealed))
+        run = batch_score_flow.with_options(task_runner=task_runner(CHUNK_WORKERS, dask)) if dask else batch_score_flow
+        concealed = {"library": [conceal(r) for r in request.library], "results_uri": conceal(request.results_uri)}
+        api.ready()
+        with _store_progress(Path(request.output_dir)):
+            result = run(request.model_copy(update=concealed))
     c = result["counts"]
     console.print(
         f"[bold]{result['model_version']}[/]: scored {c['scored']}, unchanged {c['unchanged']}, failed {c['failed']} "
@@ -478,7 +491,14 @@ def _expected(exc: BaseException) -> bool:
     from infra.sources import DatasetSourceError
     from infra.tracking import TrackingConfigError
 
-    own = (DatasetSourceError, TrackingConfigError, PretrainedWeightsError, AudioDecodeError, ModelMissingError)
+    own = (
+        DatasetSourceError,
+        TrackingConfigError,
+        PretrainedWeightsError,
+        AudioDecodeError,
+        ModelMissingError,
+        PrefectApiError,
+    )
     return isinstance(exc, (*own, FileNotFoundError, ValueError))
 
 

@@ -8,9 +8,12 @@ a deployment or worker sets): a scheduler address (``tcp://host:8786``) joins an
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from prefect.task_runners import ThreadPoolTaskRunner
-from prefect_dask import DaskTaskRunner
+
+if TYPE_CHECKING:
+    from prefect_dask import DaskTaskRunner
 
 DASK_ENV = "GENRE_CRNN_DASK"
 
@@ -24,6 +27,8 @@ def task_runner(threads: int, dask: str | None = None) -> ThreadPoolTaskRunner |
     spec = (dask if dask is not None else os.environ.get(DASK_ENV, "")).strip()
     if not spec:
         return ThreadPoolTaskRunner(max_workers=threads)
+    from prefect_dask import DaskTaskRunner  # a second of imports that runs without Dask do not pay
+
     if spec == "local" or spec.startswith("local:"):
         n = spec.partition(":")[2] or "2"
         if not n.isdigit() or int(n) < 1:

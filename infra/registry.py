@@ -47,6 +47,13 @@ def signature(labels: Sequence[str]) -> ModelSignature:
     return ModelSignature(inputs=inputs, outputs=outputs)
 
 
+def signature_labels(model: mlflow.models.Model) -> list[str] | None:
+    """The labels of a model saved with :func:`signature`, in output order (``None`` without a signature)."""
+    if model.signature is None or model.signature.outputs is None:
+        return None
+    return [name.removeprefix("prob_") for name in model.signature.outputs.input_names()[1:]]
+
+
 def input_example() -> pd.DataFrame:
     """One 1.5 s, 8 kHz waveform (a 440 Hz tone): small, and exercises resampling."""
     t = np.arange(12000) / 8000
@@ -256,7 +263,8 @@ def resolve_model(model_uri: str, cache_dir: str | Path) -> dict:
     checkpoint's SHA-256.
 
     Returns:
-        ``uri``, ``version`` (the string recorded with every result), ``checkpoint`` (local path).
+        ``uri``, ``version`` (the string recorded with every result), ``checkpoint`` (local path) and
+        ``labels`` (from the signature, so that no checkpoint is opened; ``None`` if it has none).
 
     Raises:
         MlflowException: no such model, alias or version.
@@ -283,11 +291,11 @@ def resolve_model(model_uri: str, cache_dir: str | Path) -> dict:
             shutil.rmtree(local)
         downloaded.rename(local)
         shutil.rmtree(tmp, ignore_errors=True)
-    pyfunc = mlflow.models.Model.load(str(local)).flavors["python_function"]
-    checkpoint = local / pyfunc["artifacts"]["checkpoint"]["path"]
+    saved = mlflow.models.Model.load(str(local))
+    checkpoint = local / saved.flavors["python_function"]["artifacts"]["checkpoint"]["path"]
     if version is None:
         version = f"{model_uri}#sha256={file_sha256(checkpoint)[:12]}"
-    return {"uri": model_uri, "version": version, "checkpoint": str(checkpoint)}
+    return {"uri": model_uri, "version": version, "checkpoint": str(checkpoint), "labels": signature_labels(saved)}
 
 
 def _parse_models_uri(uri: str) -> tuple[str, str] | None:

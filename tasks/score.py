@@ -16,15 +16,13 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
 from crnn.config import check_scoring_options
-from crnn.inference import checkpoint_labels
 from crnn.requests import SCORING_EXPERIMENT
 from infra import registry, tracking
 from infra.redact import redact, reveal
 from infra.storage import write_text_atomic
 from scoring import engine, report, results
-from scoring.prepare import loaded_model
 from scoring.store import LibraryStore, store_path
-from tasks import plots, task_logger
+from tasks import task_logger
 from tasks.tracking import announce_run, prefect_tags
 
 __all__ = [
@@ -47,7 +45,10 @@ def resolve_model(model_uri: str, output_dir: str) -> dict:
     """Resolve the model URI to a registry version and download its checkpoint into ``<output>/models``."""
     tracking.configure_tracking()
     model = registry.resolve_model(model_uri, Path(output_dir) / "models")
-    model["labels"] = list(checkpoint_labels(model["checkpoint"]))  # the result columns
+    if model["labels"] is None:  # a model saved without our signature: ask its checkpoint (imports torch)
+        from crnn.inference import checkpoint_labels
+
+        model["labels"] = list(checkpoint_labels(model["checkpoint"]))  # the result columns
     task_logger().info("%s resolved to %s", model_uri, model["version"])
     return model
 
@@ -109,6 +110,8 @@ def score_chunk(
     A file that cannot be scored is recorded with its reason; an unexpected error (I/O, out of memory)
     is logged and not recorded, so the next run tries that file again.
     """
+    from scoring.prepare import loaded_model  # torch: imported by the runs that score a file, not by every run
+
     started = time.time()
     net = loaded_model(model["checkpoint"], device)
     with LibraryStore(store_path(output_dir)) as store:
@@ -203,15 +206,7 @@ def report_library(output_dir: str, model: dict, summary: dict, tracked: dict, u
         library_rows = store.results(model_version=model["version"], seen_run=run_id)
         run_rows = store.results(run_id=run_id)
     stats = report.library_stats(library_rows)
-    title = f"{model['version']}, {stats.scored} scored of {stats.files} files"
-    figures = {
-        "Genres": plots.genre_distribution_png(
-            stats.genre_counts(model["labels"]), out / report.GENRES_PNG, f"Genres of the library ({title})"
-        ),
-        "Confidence": plots.confidence_histogram_png(
-            stats.probabilities, uncertain_below, out / report.CONFIDENCE_PNG, f"Confidence ({title})"
-        ),
-    }
+    figures = _library_figures(stats, model, out, uncertain_below) if stats.files else {}
     run = {
         "run_id": run_id,
         "model_version": model["version"],
@@ -225,6 +220,21 @@ def report_library(output_dir: str, model: dict, summary: dict, tracked: dict, u
     create_markdown_artifact(results.summary_markdown(summary, run_rows, library=stats), key="batch-score-summary")
     task_logger().info("library report: %s (%s)", path, report.headline(summary["counts"]))
     return {"paths": [str(path), *map(str, figures.values())], "metrics": stats.metrics()}
+
+
+def _library_figures(stats: report.LibraryStats, model: dict, out: Path, uncertain_below: float) -> dict[str, Path]:
+    """The report's genre and confidence plots (matplotlib: imported only for a library that has files)."""
+    from tasks import plots
+
+    title = f"{model['version']}, {stats.scored} scored of {stats.files} files"
+    return {
+        "Genres": plots.genre_distribution_png(
+            stats.genre_counts(model["labels"]), out / report.GENRES_PNG, f"Genres of the library ({title})"
+        ),
+        "Confidence": plots.confidence_histogram_png(
+            stats.probabilities, uncertain_below, out / report.CONFIDENCE_PNG, f"Confidence ({title})"
+        ),
+    }
 
 
 @task(name="log-scoring-run")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import platform
 
-import torch
 from prefect import runtime, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from prefect.utilities.urls import url_for
@@ -60,6 +59,8 @@ def start_mlflow_run(
     Params: the flattened config, data facts and environment; tags: architecture, split and the
     Prefect flow run. Its address goes to the Prefect log and an artifact (:func:`announce_run`).
     """
+    import torch  # a training run has it loaded; batch scoring imports this module without needing it
+
     tracking.configure_tracking()
     params = flatten(cfg.to_dict()) | {
         "data.source": source,
