@@ -69,7 +69,7 @@ class PrefectApi:
         """
         if self._ready:
             return self.url
-        import httpx
+        import requests
         from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL, get_current_settings, temporary_settings
 
         timeout_s = timeout_s or get_current_settings().server.ephemeral.startup_timeout_seconds
@@ -79,8 +79,8 @@ class PrefectApi:
                 raise PrefectApiError(
                     f"temporary Prefect server exited with code {self.process.returncode}: {self._last_log_line()}"
                 )
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
+            with contextlib.suppress(requests.RequestException):
+                if requests.get(f"{self.url}/health", timeout=2).status_code == 200:
                     break
             if time.monotonic() > deadline:
                 raise PrefectApiError(

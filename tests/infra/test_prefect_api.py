@@ -9,8 +9,8 @@ import sys
 import textwrap
 import time
 
-import httpx
 import pytest
+import requests
 
 from infra import prefect_api
 from infra.prefect_api import PrefectApiError
@@ -112,7 +112,7 @@ def test_the_temporary_server_dies_with_a_killed_command(tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, text=True)
     server, url = proc.stdout.readline().split()
     assert proc.stdout.readline().strip() == "ready"
-    assert httpx.get(f"{url}/health").status_code == 200
+    assert requests.get(f"{url}/health").status_code == 200
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     deadline = time.monotonic() + 30
