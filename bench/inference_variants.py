@@ -137,7 +137,10 @@ def variants(model: GenreNet, example: torch.Tensor, work: Path, names: set[str]
 
 
 def track_segments(model: GenreNet, paths: list[Path]) -> list[torch.Tensor]:
-    """Each track's scored segments (n, n_mels, frames) in dB, as scoring cuts them."""
+    """Each track's segments (n, n_mels, frames) in dB, cut with the model's own config (training-time overlap).
+
+    The same segments go to every variant; what dropping the overlap saves is :func:`overlap_trial`'s.
+    """
     cfg = model.feature_cfg
     with torch.inference_mode():
         return [segment_log_mel(model.frontend(torch.from_numpy(load_audio(p, cfg.sample_rate))), cfg) for p in paths]
