@@ -10,37 +10,10 @@ import torch
 from torch import nn
 
 from crnn.config import FeatureConfig
-from crnn.features import segment_log_mel
+from crnn.inference import predict_segments  # the one inference path (settings, batching)
 
 
 @torch.inference_mode()
-def predict_segments(
-    model: nn.Module, log_mel: torch.Tensor, cfg: FeatureConfig, *, batch_size: int | None = None
-) -> np.ndarray:
-    """Segment probabilities of one track.
-
-    Args:
-        model: a :class:`crnn.models.GenreNet` in eval mode, on any device.
-        log_mel: shape (n_mels, frames), in dB.
-        cfg: segmentation (segment_s, overlap_s, min_segment_s).
-        batch_size: segments per forward pass (default: the model's ``inference_batch_size``).
-
-    Returns:
-        Softmax probabilities, shape (n_segments, n_classes).
-
-    Raises:
-        ValueError: the track is shorter than ``cfg.min_segment_s``.
-    """
-    device = next(model.parameters()).device
-    batch_size = batch_size or model.inference_batch_size
-    segments = segment_log_mel(log_mel, cfg)  # (n_segments, n_mels, width)
-    probs = [
-        torch.softmax(model.classify(segments[i : i + batch_size].to(device)).float(), dim=-1)
-        for i in range(0, len(segments), batch_size)
-    ]
-    return torch.cat(probs).cpu().numpy()
-
-
 def track_probs(segment_probs: np.ndarray) -> np.ndarray:
     """Track probabilities: the mean of its segment probabilities, (n_segments, C) -> (C,)."""
     return segment_probs.mean(axis=0)

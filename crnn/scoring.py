@@ -14,7 +14,7 @@ import numpy as np
 from crnn.audio import load_audio
 from crnn.config import TOP_K, UNCERTAIN_BELOW, FeatureConfig, check_scoring_options
 from crnn.features import scored_segment_starts
-from crnn.inference import predict_waveform
+from crnn.inference import inference_settings, predict_waveform
 from crnn.models import GenreNet
 
 T = TypeVar("T")
@@ -207,7 +207,7 @@ def score_waveform(
         NonFiniteError: the model's probabilities are NaN or inf (never written as a genre).
         TooShortError: the audio is shorter than the model's ``min_segment_s``.
     """
-    cfg = model.feature_cfg
+    cfg = inference_settings(model).features(model.feature_cfg)  # the segments predict_waveform scores
     try:
         track, segments = predict_waveform(model, waveform, cfg.sample_rate)
     except ValueError as exc:  # predict_waveform's only ValueError: no segment fits

@@ -199,3 +199,37 @@ def test_decoding_memory_is_bounded_by_the_output_not_the_file(tmp_path: Path) -
     figures = measure(path, 22050)
     assert figures["output_mib"] == pytest.approx(120 * 22050 * 4 / 2**20, rel=0.01)
     assert figures["increase_mib"] < figures["output_mib"] + 10, figures
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 6])
+def test_downmix_is_the_channel_mean(channels: int) -> None:
+    """Interleaved and planar blocks mix to the channel mean: bit for bit for 1-2 channels, within 1e-6 beyond."""
+    from crnn.audio import downmix
+
+    y = np.random.default_rng(channels).uniform(-1, 1, (4097, channels)).astype(np.float32)
+    expected = y.mean(axis=1)
+    for mono in (downmix(y), downmix(np.ascontiguousarray(y.T), planar=True)):
+        assert mono.dtype == np.float32 and mono.shape == (4097,)
+        if channels <= 2:
+            np.testing.assert_array_equal(mono, expected)
+        else:
+            np.testing.assert_allclose(mono, expected, rtol=0, atol=1e-6)
+
+
+def test_m4a_decode_gathers_frames_into_blocks_with_the_same_samples(tmp_path: Path, monkeypatch) -> None:
+    """Stereo AAC: the block-gathered mix equals mixing every FFmpeg frame on its own, also when cut short."""
+    import av
+
+    from crnn import audio
+
+    rate = 44100
+    y = np.random.default_rng(9).uniform(-0.5, 0.5, (int(rate * 1.7), 2)).astype(np.float32)
+    path = tmp_path / "stereo.m4a"
+    _write_m4a(path, y, rate)
+    with av.open(str(path)) as container:
+        to_float = av.AudioResampler(format="fltp")
+        frames = [out.to_ndarray() for f in container.decode(audio=0) for out in to_float.resample(f)]
+    per_frame = np.concatenate([f.mean(axis=0) for f in frames])  # the mix before frames were gathered
+    monkeypatch.setattr(audio, "DECODE_BLOCK_FRAMES", 5000)  # several blocks, one short last block
+    np.testing.assert_array_equal(load_audio(path, rate), per_frame)
+    np.testing.assert_array_equal(load_audio(path, rate, max_duration_s=0.5), per_frame[: rate // 2])

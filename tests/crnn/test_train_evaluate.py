@@ -328,8 +328,11 @@ def test_predict_segments_rows_are_probabilities() -> None:
     gen = torch.Generator().manual_seed(0)
     for n_frames in (FEATURES.min_frames, 31, 100):
         mel = torch.randn(FEATURES.n_mels, n_frames, generator=gen) * 10 - 40
-        probs = predict_segments(model, mel, FEATURES)
-        assert probs.shape == (len(segment_starts(n_frames, FEATURES)), 4)
+        probs = predict_segments(model, mel, FEATURES)  # scored without the training-time overlap
+        assert probs.shape == (len(segment_starts(n_frames, dataclasses.replace(FEATURES, overlap_s=0.0))), 4)
+        overlapping = predict_segments(model, mel, FEATURES, overlap_s=None)  # None: the config's 0.25 s overlap
+        assert overlapping.shape == (len(segment_starts(n_frames, FEATURES)), 4)
+        assert overlapping.shape[0] > probs.shape[0] if n_frames == 100 else overlapping.shape == probs.shape
         assert np.all(probs >= 0)
         np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
         # Batching does not change the result.
@@ -410,7 +413,8 @@ def test_predict_waveform_stereo_at_another_rate() -> None:
     mono = (0.3 * np.sin(2 * np.pi * 440 * t) + 0.2 * np.sin(2 * np.pi * 1700 * t)).astype(np.float32)
     probs, seg = predict_waveform(model, np.stack([mono, mono], axis=1), rate)
     n_frames = 1 + round(mono.size * FEATURES.sample_rate / rate) // FEATURES.hop_length
-    assert seg.shape == (len(segment_starts(n_frames, FEATURES)), 10) == (6, 10)
+    scored = dataclasses.replace(FEATURES, overlap_s=0.0)  # scoring drops the training-time overlap
+    assert seg.shape == (len(segment_starts(n_frames, scored)), 10) == (4, 10)
     assert probs.shape == (10,)
     assert probs.sum() == pytest.approx(1.0, abs=1e-5)
     np.testing.assert_allclose(probs, seg.mean(axis=0))
