@@ -25,7 +25,6 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pandas as pd
-import torch
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.pyfunc import PythonModel
@@ -119,6 +118,8 @@ class GenreModel(PythonModel):
 
     def load_context(self, context) -> None:
         """Load the checkpoint artifact ``checkpoint`` on CUDA when available, else CPU."""
+        import torch  # here, not at the top: infra.registry imports paths_allowed, and batch scoring must not pay torch
+
         from crnn.inference import load_checkpoint
 
         device = "cuda" if torch.cuda.is_available() else "cpu"

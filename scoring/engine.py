@@ -12,14 +12,17 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from crnn.audio import file_sha256
-from crnn.models import GenreNet
-from crnn.scoring import NonFiniteError, SilentError, TooShortError, TrackPrediction, prefetch, score_waveform
 from scoring import results, tags
 from scoring.library import LibraryFile, scan_library
-from scoring.prepare import Prepared, PrepState, prepare
 from scoring.store import FAILED, SCORED, LibraryStore, plan, store_path
+
+if TYPE_CHECKING:  # torch: imported by score_files, so that planning and export (an empty run) start without it
+    from crnn.models import GenreNet
+    from crnn.scoring import TrackPrediction
+    from scoring.prepare import Prepared
 
 _FILE_FIELDS = tuple(f.name for f in fields(LibraryFile))
 _log = logging.getLogger(__name__)
@@ -83,6 +86,9 @@ def prediction_row(p: TrackPrediction) -> dict:
 
 def _row(net: GenreNet, prepared: Prepared, options: dict) -> dict:
     """The row to record for a decoded or failed file: its prediction, or a failure with its reason."""
+    from crnn.scoring import NonFiniteError, SilentError, TooShortError, score_waveform
+    from scoring.prepare import PrepState
+
     if prepared.state is PrepState.DECODED:
         try:
             return prediction_row(score_waveform(net, prepared.waveform, prepared.truncated, **options))
@@ -117,6 +123,9 @@ def score_files(
         Counts of ``scored``, ``failed``, ``unchanged`` and ``errors`` (unexpected errors, e.g. I/O:
         logged, not recorded, so the next run tries the file again).
     """
+    from crnn.scoring import prefetch
+    from scoring.prepare import PrepState, prepare
+
     options = dict(options)  # shared by the chunks of this run: never mutate
     max_s = options.pop("max_duration_s", None) or None
     counts: Counter[str] = Counter()
