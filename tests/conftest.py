@@ -43,12 +43,57 @@ SHARED = Path(os.environ.get("GENRE_CRNN_SHARED", ROOT.parent / "shared"))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
+SHARED_ACROSS_MODULES = {"mlflow-envs": "test_mlflow_run_"}
+"""xdist groups of tests from several modules that share a per-machine resource, by test-name prefix:
+``mlflow run``/``mlflow models predict`` build MLflow's uv environments in ``~/.mlflow/envs``, which two
+processes must not build at once."""
+
+
+def _xdist_group(item: pytest.Item) -> str:
+    """The worker group of a test: its module (module fixtures and test order hold), or a cross-module group."""
+    name = getattr(item, "originalname", item.name)
+    group = next((g for g, prefix in SHARED_ACROSS_MODULES.items() if name.startswith(prefix)), None)
+    return group or item.nodeid.split("::", 1)[0]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """An xdist worker runs torch on one thread: two workers on two cores, not four threads fighting over them."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        torch.set_num_threads(1)
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (``make test``: ``-n 2 --dist loadgroup``): group tests by module and run slow groups first.
+
+    A whole module runs on one worker, so its module-scoped fixtures (a server, a stack) start once and
+    tests that build on an earlier one keep their order. Groups are handed out in collection order
+    (``--no-loadscope-reorder``), so the groups with the most slow or server tests go first and the short
+    unit modules fill the gaps at the end. Without xdist nothing changes.
+    """
+    if not os.environ.get("PYTEST_XDIST_WORKER"):  # only workers collect under xdist
+        return
+    heavy: dict[str, int] = {}
+    for item in items:
+        group = _xdist_group(item)
+        item.add_marker(pytest.mark.xdist_group(group))
+        heavy[group] = heavy.get(group, 0) + any(item.get_closest_marker(m) for m in ("slow", "server"))
+    items.sort(key=lambda item: -heavy[_xdist_group(item)])  # stable: the order within a group is kept
+
+
 @pytest.fixture(autouse=True, scope="session")
 def pretrained_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One cache of converted pretrained weights (and the converter's environment) for the whole session."""
+    """One cache of converted pretrained weights (and the converter's environment) for the whole session.
+
+    Under xdist the workers share it (the conversion holds a file lock), so TensorFlow's environment is built once.
+    """
     from infra.pretrained import CACHE_ENV
 
-    path = tmp_path_factory.mktemp("pretrained")
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        path = tmp_path_factory.getbasetemp().parent / "pretrained"  # the run's root, above every worker's own
+        path.mkdir(exist_ok=True)
+    else:
+        path = tmp_path_factory.mktemp("pretrained")
     os.environ[CACHE_ENV] = str(path)  # subprocesses (CLI, MLproject, workers) inherit it
     return path
 
@@ -137,6 +182,18 @@ def prefect_harness(tmp_path_factory: pytest.TempPathFactory):
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture
+def prefect_api(prefect_harness) -> str:
+    """The session's test Prefect API, for CLI subprocesses (``PREFECT_API_URL``, a README variable).
+
+    Without it every ``typer_cli.py`` run that starts a flow first starts a temporary Prefect server of its own
+    (about 10 s of CPU each).
+    """
+    from prefect.settings import PREFECT_API_URL
+
+    return PREFECT_API_URL.value()
 
 
 def _fit_small_champion(gtzan_mini: Path, out: Path) -> Path:
