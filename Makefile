@@ -31,9 +31,9 @@ stack-up: setup  ## the team stack without Docker: PostgreSQL, S3 (SeaweedFS), M
 stack-down:  ## stop the stack; its data stays (ARGS=--purge deletes it)
 	$(PY) -m infra.stack down $(ARGS)
 
-# pytest-xdist: one worker per core, a module's tests on one worker, slow modules first (tests/conftest.py);
-# servers and subprocesses of one test overlap with the other worker's (CI: 2 cores). WORKERS=0 runs serially.
-WORKERS ?= auto
+# pytest-xdist, one worker per CPU ("logical": a 2-vCPU CI box may count one physical core); tests/conftest.py keeps
+# a module's tests on one worker and starts slow modules first. WORKERS=0 runs serially.
+WORKERS ?= logical
 test: setup  ## the whole test suite (unit + end-to-end on ../shared/data)
 	$(PY) -m pytest -n $(WORKERS) --dist loadgroup --no-loadscope-reorder $(ARGS)
 

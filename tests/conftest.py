@@ -64,7 +64,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (``make test``: ``-n 2 --dist loadgroup``): group tests by module and run slow groups first.
+    """Under pytest-xdist (``make test``): group the tests by module and hand out the slow groups first.
 
     A whole module runs on one worker, so its module-scoped fixtures (a server, a stack) start once and
     tests that build on an earlier one keep their order. Groups are handed out in collection order
