@@ -43,17 +43,9 @@ SHARED = Path(os.environ.get("GENRE_CRNN_SHARED", ROOT.parent / "shared"))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
-SHARED_ACROSS_MODULES = {"mlflow-envs": "test_mlflow_run_"}
-"""xdist groups of tests from several modules that share a per-machine resource, by test-name prefix:
-``mlflow run``/``mlflow models predict`` build MLflow's uv environments in ``~/.mlflow/envs``, which two
-processes must not build at once."""
-
-
-def _xdist_group(item: pytest.Item) -> str:
-    """The worker group of a test: its module (module fixtures and test order hold), or a cross-module group."""
-    name = getattr(item, "originalname", item.name)
-    group = next((g for g, prefix in SHARED_ACROSS_MODULES.items() if name.startswith(prefix)), None)
-    return group or item.nodeid.split("::", 1)[0]
+def _xdist_root(tmp_path_factory: pytest.TempPathFactory) -> Path | None:
+    """The folder that every xdist worker of this run shares (above each worker's own basetemp); None without xdist."""
+    return tmp_path_factory.getbasetemp().parent if os.environ.get("PYTEST_XDIST_WORKER") else None
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -62,23 +54,36 @@ def pytest_configure(config: pytest.Config) -> None:
         torch.set_num_threads(1)
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (``make test``): group the tests by module and hand out the slow groups first.
+    """Under pytest-xdist (``make test``: ``--dist loadscope``), put the modules with the most slow tests first.
 
-    A whole module runs on one worker, so its module-scoped fixtures (a server, a stack) start once and
-    tests that build on an earlier one keep their order. Groups are handed out in collection order
-    (``--no-loadscope-reorder``), so the groups with the most slow or server tests go first and the short
-    unit modules fill the gaps at the end. Without xdist nothing changes.
+    loadscope runs a whole module on one worker, so its module-scoped fixtures (a server, a stack) start once
+    and tests that build on an earlier one keep their order. Modules are handed out in collection order
+    (``--no-loadscope-reorder``): the long ones start first and the short unit modules fill the gaps at the end.
+    The order within a module is kept. Without xdist nothing changes.
     """
-    if not os.environ.get("PYTEST_XDIST_WORKER"):  # only workers collect under xdist
+    if not os.environ.get("PYTEST_XDIST_WORKER"):  # under xdist only the workers collect
         return
-    heavy: dict[str, int] = {}
+    slow: dict[Path, int] = {}
     for item in items:
-        group = _xdist_group(item)
-        item.add_marker(pytest.mark.xdist_group(group))
-        heavy[group] = heavy.get(group, 0) + any(item.get_closest_marker(m) for m in ("slow", "server"))
-    items.sort(key=lambda item: -heavy[_xdist_group(item)])  # stable: the order within a group is kept
+        slow[item.path] = slow.get(item.path, 0) + any(item.get_closest_marker(m) for m in ("slow", "server"))
+    items.sort(key=lambda item: -slow[item.path])  # a stable sort
+
+
+@pytest.fixture(autouse=True)
+def _one_mlflow_env_build_at_a_time(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """``mlflow run``/``mlflow models predict`` tests (``test_mlflow_run_*``) run one at a time across xdist workers.
+
+    MLflow builds their uv environments in ``~/.mlflow/envs`` without a lock; two builds of one at once break it.
+    """
+    root = _xdist_root(tmp_path_factory)
+    if root is None or not request.node.name.startswith("test_mlflow_run_"):
+        yield
+        return
+    from filelock import FileLock
+
+    with FileLock(str(root / "mlflow-envs.lock")):
+        yield
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -89,8 +94,9 @@ def pretrained_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """
     from infra.pretrained import CACHE_ENV
 
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        path = tmp_path_factory.getbasetemp().parent / "pretrained"  # the run's root, above every worker's own
+    root = _xdist_root(tmp_path_factory)
+    if root is not None:
+        path = root / "pretrained"
         path.mkdir(exist_ok=True)
     else:
         path = tmp_path_factory.mktemp("pretrained")
