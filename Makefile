@@ -31,8 +31,11 @@ stack-up: setup  ## the team stack without Docker: PostgreSQL, S3 (SeaweedFS), M
 stack-down:  ## stop the stack; its data stays (ARGS=--purge deletes it)
 	$(PY) -m infra.stack down $(ARGS)
 
+# pytest-xdist, one worker per CPU ("logical": a 2-vCPU CI box may count one physical core); a module's tests run on
+# one worker (loadscope), the modules with the most slow tests first (tests/conftest.py). WORKERS=0 runs serially.
+WORKERS ?= logical
 test: setup  ## the whole test suite (unit + end-to-end on ../shared/data)
-	$(PY) -m pytest $(ARGS)
+	$(PY) -m pytest -n $(WORKERS) --dist loadscope --no-loadscope-reorder $(ARGS)
 
 test-fast: setup
 	$(PY) -m pytest -m "not slow" $(ARGS)

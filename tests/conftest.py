@@ -43,12 +43,63 @@ SHARED = Path(os.environ.get("GENRE_CRNN_SHARED", ROOT.parent / "shared"))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
+def _xdist_root(tmp_path_factory: pytest.TempPathFactory) -> Path | None:
+    """The folder that every xdist worker of this run shares (above each worker's own basetemp); None without xdist."""
+    return tmp_path_factory.getbasetemp().parent if os.environ.get("PYTEST_XDIST_WORKER") else None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """An xdist worker runs torch on one thread: two workers on two cores, not four threads fighting over them."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        torch.set_num_threads(1)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (``make test``: ``--dist loadscope``), put the modules with the most slow tests first.
+
+    loadscope runs a whole module on one worker, so its module-scoped fixtures (a server, a stack) start once
+    and tests that build on an earlier one keep their order. Modules are handed out in collection order
+    (``--no-loadscope-reorder``): the long ones start first and the short unit modules fill the gaps at the end.
+    The order within a module is kept. Without xdist nothing changes.
+    """
+    if not os.environ.get("PYTEST_XDIST_WORKER"):  # under xdist only the workers collect
+        return
+    slow: dict[Path, int] = {}
+    for item in items:
+        slow[item.path] = slow.get(item.path, 0) + any(item.get_closest_marker(m) for m in ("slow", "server"))
+    items.sort(key=lambda item: -slow[item.path])  # a stable sort
+
+
+@pytest.fixture(autouse=True)
+def _one_mlflow_env_build_at_a_time(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """``mlflow run``/``mlflow models predict`` tests (``test_mlflow_run_*``) run one at a time across xdist workers.
+
+    MLflow builds their uv environments in ``~/.mlflow/envs`` without a lock; two builds of one at once break it.
+    """
+    root = _xdist_root(tmp_path_factory)
+    if root is None or not request.node.name.startswith("test_mlflow_run_"):
+        yield
+        return
+    from filelock import FileLock
+
+    with FileLock(str(root / "mlflow-envs.lock")):
+        yield
+
+
 @pytest.fixture(autouse=True, scope="session")
 def pretrained_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One cache of converted pretrained weights (and the converter's environment) for the whole session."""
+    """One cache of converted pretrained weights (and the converter's environment) for the whole session.
+
+    Under xdist the workers share it (the conversion holds a file lock), so TensorFlow's environment is built once.
+    """
     from infra.pretrained import CACHE_ENV
 
-    path = tmp_path_factory.mktemp("pretrained")
+    root = _xdist_root(tmp_path_factory)
+    if root is not None:
+        path = root / "pretrained"
+        path.mkdir(exist_ok=True)
+    else:
+        path = tmp_path_factory.mktemp("pretrained")
     os.environ[CACHE_ENV] = str(path)  # subprocesses (CLI, MLproject, workers) inherit it
     return path
 
@@ -137,6 +188,18 @@ def prefect_harness(tmp_path_factory: pytest.TempPathFactory):
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture
+def prefect_api(prefect_harness) -> str:
+    """The session's test Prefect API, for CLI subprocesses (``PREFECT_API_URL``, a README variable).
+
+    Without it every ``typer_cli.py`` run that starts a flow first starts a temporary Prefect server of its own
+    (about 10 s of CPU each).
+    """
+    from prefect.settings import PREFECT_API_URL
+
+    return PREFECT_API_URL.value()
 
 
 def _fit_small_champion(gtzan_mini: Path, out: Path) -> Path:

@@ -37,17 +37,25 @@ def excerpts_slice(gtzan_excerpts: Path, tmp_path: Path) -> Path:
     return slice_of(gtzan_excerpts, tmp_path / "excerpts", 2)
 
 
+@pytest.fixture(scope="module")
+def work_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One work folder for the module's runs: the log-mels are cached by audio SHA-256 and spectral config.
+
+    The protocol runs reuse what the architectures' runs computed for the same tracks (parallel-cnn-bilstm's,
+    and crnn-attention's for mfcc-logreg), instead of decoding and transforming them again.
+    """
+    return tmp_path_factory.mktemp("work")
+
+
 @pytest.mark.parametrize(
     "architecture", ["musicnn-crnn", "crnn-attention", "choi-crnn", "cnn-lstm", "parallel-cnn-bilstm"]
 )
 def test_architecture_trains_evaluates_registers_and_scores(
-    prefect_harness, mlflow_store, mini_slice, tmp_path, architecture: str
+    prefect_harness, mlflow_store, mini_slice, work_dir, architecture: str
 ) -> None:
     from flows.train_flow import train_flow
 
-    result = train_flow(
-        TrainRequest(source=str(mini_slice), work_dir=str(tmp_path / "work"), architecture=architecture, **FAST)
-    )
+    result = train_flow(TrainRequest(source=str(mini_slice), work_dir=str(work_dir), architecture=architecture, **FAST))
     run = MlflowClient().get_run(result["run_id"])
     assert run.data.params["model.architecture"] == architecture
     assert int(run.data.params["model.parameters"]) > 0
@@ -61,7 +69,7 @@ def test_architecture_trains_evaluates_registers_and_scores(
 
 
 def test_protocol_flow_logs_a_parent_and_nested_runs_with_the_same_names_for_every_model(
-    prefect_harness, mlflow_store, mini_slice, excerpts_slice, tmp_path
+    prefect_harness, mlflow_store, mini_slice, excerpts_slice, work_dir, tmp_path
 ) -> None:
     from flows.protocol_flow import protocol_flow
 
@@ -69,7 +77,7 @@ def test_protocol_flow_logs_a_parent_and_nested_runs_with_the_same_names_for_eve
     names = {}
     for model in ("mfcc-logreg", "parallel-cnn-bilstm"):
         summary = protocol_flow(ProtocolRequest(
-            source=str(mini_slice), cross_artist=str(excerpts_slice), work_dir=str(tmp_path / "work"),
+            source=str(mini_slice), cross_artist=str(excerpts_slice), work_dir=str(work_dir),
             model=model, folds=2, **FAST,
         ))  # fmt: skip
         parent = client.get_run(summary["run_id"])

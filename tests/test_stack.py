@@ -127,14 +127,10 @@ def test_deployment_runs_on_the_postgres_backed_prefect_server(stack) -> None:
 
 def test_dask_runner_gives_the_default_runners_results(stack) -> None:
     st = stack
-    if (
-        MlflowClient(
-            st["env"]["MLFLOW_TRACKING_URI"], registry_uri=st["env"]["MLFLOW_TRACKING_URI"]
-        ).search_registered_models()
-        == []
-    ):
-        pytest.skip("needs the champion of the first test")
-    threads = _score(st, "threads")
+    default = st["data"] / "scores" / "library.csv"  # the first test's `score`: the default runner, same champion
+    if not default.is_file():
+        pytest.skip("needs the champion and the scores of the first test")
+    threads = pd.read_csv(default).set_index("path").sort_index()
     dask = _score(st, "dask", "--dask", "local:2")
     assert list(threads.index) == list(dask.index) and (threads.genre == dask.genre).all()
     probs = [c for c in threads.columns if c.startswith("prob_")]

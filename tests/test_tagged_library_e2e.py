@@ -33,14 +33,6 @@ LABEL_MAP = "".join(f"{label} = {values}\n".replace("'", '"') for label, values 
 FORMATS = (".mp3", ".flac", ".m4a")
 
 
-@pytest.fixture
-def prefect_api(prefect_harness) -> str:
-    """The session's test Prefect API: README commands run against it instead of starting their own server."""
-    from prefect.settings import PREFECT_API_URL
-
-    return PREFECT_API_URL.value()
-
-
 def _run(command: str, tmp_path: Path, api: str) -> str:
     """Run a README command line in a user's shell (no venv activated); return its stdout and stderr."""
     env = user_shell_env(PREFECT_HOME=str(tmp_path / "prefect"), PREFECT_API_URL=api)

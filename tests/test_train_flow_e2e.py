@@ -31,7 +31,10 @@ def gtzan_slice(gtzan_mini: Path, tmp_path: Path) -> Path:
     return root.parent
 
 
-def test_train_flow_registers_a_champion_and_reuses_features(prefect_harness, mlflow_store, gtzan_slice, tmp_path):
+def test_train_flow_registers_a_champion_and_reuses_features(
+    prefect_harness, mlflow_store, gtzan_slice, gtzan_mini, tmp_path
+):
+    """One training (and a second run on its feature cache) checked from the run to the served champion."""
     from flows.train_flow import train_flow
 
     first = train_flow(TrainRequest(source=str(gtzan_slice), work_dir=str(tmp_path / "work"), **FAST))
@@ -79,19 +82,18 @@ def test_train_flow_registers_a_champion_and_reuses_features(prefect_harness, ml
     assert str(client.get_model_version_by_alias("genre-crnn", "challenger").version) == "2"
     assert str(client.get_model_version_by_alias("genre-crnn", "champion").version) == "1"
     assert client.get_run(second["run_id"]).data.tags["registry.decision"] == decision["reason"]
+    _champion_scores_paths_and_waveforms(gtzan_mini)
 
 
-def test_registered_model_scores_paths_and_waveforms(prefect_harness, mlflow_store, gtzan_slice, gtzan_mini, tmp_path):
-    from crnn.audio import load_audio
-    from flows.train_flow import train_flow
-
-    train_flow(TrainRequest(source=str(gtzan_slice), work_dir=str(tmp_path / "work"), **FAST))
-    model = mlflow.pyfunc.load_model("models:/genre-crnn@champion")
-    track = gtzan_mini / "rock" / "rock.00009.wav"
+def _champion_scores_paths_and_waveforms(gtzan_mini: Path) -> None:
+    """The registered champion, loaded as a pyfunc, gives the same scores for a file and for its waveform."""
     from mlflow.exceptions import MlflowException
 
+    from crnn.audio import load_audio
     from infra.genre_model import paths_allowed
 
+    model = mlflow.pyfunc.load_model("models:/genre-crnn@champion")
+    track = gtzan_mini / "rock" / "rock.00009.wav"
     # Server files only when allowed (the loaded model's own copy of InvalidModelInput, an MlflowException)
     with pytest.raises(MlflowException, match="'path' input is disabled"):
         model.predict(pd.DataFrame({"path": [str(track)]}))
@@ -106,7 +108,7 @@ def test_registered_model_scores_paths_and_waveforms(prefect_harness, mlflow_sto
     assert by_path["genre"].iloc[0] == by_wave["genre"].iloc[0] in GENRES
 
 
-def test_mlflow_run_main_entry_point(mlflow_store, gtzan_slice, tmp_path):
+def test_mlflow_run_main_entry_point(mlflow_store, prefect_api, gtzan_slice, tmp_path):
     """README's `mlflow run .` (main) trains in the project's uv-built environment into one run of `genre-crnn`."""
     import subprocess
 
@@ -117,7 +119,7 @@ def test_mlflow_run_main_entry_point(mlflow_store, gtzan_slice, tmp_path):
     command += f" -P work_dir={tmp_path / 'work'} -P epochs=1 -P patience=1"
     client = MlflowClient()
     exp = client.create_experiment("genre-crnn", artifact_location=(tmp_path / "artifacts").as_uri())
-    env = user_shell_env(PREFECT_HOME=str(tmp_path / "prefect"))
+    env = user_shell_env(PREFECT_HOME=str(tmp_path / "prefect"), PREFECT_API_URL=prefect_api)
     done = subprocess.run(["bash", "-c", command], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     (run,) = client.search_runs([exp])
