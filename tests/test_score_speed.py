@@ -108,7 +108,7 @@ def test_the_readme_command_in_quick_mode_times_every_mode(sources: Path, tmp_pa
     for mode in ("score", "core", "naive", "decode"):
         assert rows[mode]["files"] == rows[mode]["scored"] == "7", rows[mode]
         assert float(rows[mode]["tracks_per_s"]) > 0 and float(rows[mode]["realtime_x"]) > 0
-    assert 0 < float(rows["startup"]["wall_s"]) < float(rows["score"]["wall_s"]) * 2
+    assert float(rows["startup"]["wall_s"]) > 0 and rows["startup"]["tracks_per_s"] == ""  # no files, no speed
     assert 100 < float(rows["score"]["peak_rss_mb"]) < 8000  # torch alone is more than 100 MiB
     with open(out / "score_speed_ratios.csv") as f:
         (ratios,) = csv.DictReader(f)
