@@ -171,10 +171,8 @@ def store_genres(output_dir: Path) -> dict[str, str]:
 
 def score_command(library: Path, output_dir: Path, model_uri: str) -> list[str]:
     """``python typer_cli.py score`` as README.md shows it, with this library, output folder and model."""
-    return [sys.executable, "typer_cli.py", "score", "--library", str(library), "--output-dir", str(output_dir)] + [
-        "--model-uri",
-        model_uri,
-    ]
+    options = ["--library", str(library), "--output-dir", str(output_dir), "--model-uri", model_uri]
+    return [sys.executable, "typer_cli.py", "score", *options]
 
 
 def time_core(library: Path, output_dir: Path, checkpoint: Path) -> tuple[int, dict[str, str]]:
@@ -243,29 +241,22 @@ def measure(mode: str, arch: str, rnd: int, library: dict, model: tuple[str, Pat
     uri, checkpoint = model
     root, out = Path(library["root"]), work / "runs" / f"{arch}-{mode}-r{rnd}"
     shutil.rmtree(out, ignore_errors=True)
-    files = [root / f["path"] for f in library["files"]]
-    audio_s = sum(f["seconds"] for f in library["files"])
-    if mode == "startup":
-        (work / "empty-library").mkdir(parents=True, exist_ok=True)
-        wall, rss = run_process(score_command(work / "empty-library", out, uri), bench_env(work), _log(work, out))
-        return Measure(arch, mode, rnd, 0, 0, 0.0, wall, rss)
-    rss, start = float("nan"), time.perf_counter()
-    if mode == "score":
-        wall, rss = run_process(score_command(root, out, uri), bench_env(work), _log(work, out))
-        scored, genres = len(genres := store_genres(out)), genres
-    elif mode == "core":
-        scored, genres = time_core(root, out, checkpoint)
-    elif mode == "naive":
-        scored, genres = time_naive(files, checkpoint)
+    files = [] if mode == "startup" else [root / f["path"] for f in library["files"]]
+    audio_s = 0.0 if mode == "startup" else sum(f["seconds"] for f in library["files"])
+    rss = float("nan")
+    if mode in ("startup", "score"):
+        target = root if mode == "score" else work / "empty-library"
+        target.mkdir(parents=True, exist_ok=True)
+        wall, rss = run_process(score_command(target, out, uri), bench_env(work), work / "logs" / f"{out.name}.log")
+        genres = store_genres(out) if mode == "score" else {}
+        scored = len(genres)
     else:
-        scored, genres = time_decode(files, checkpoint)
-    wall = time.perf_counter() - start if mode != "score" else wall
+        timed = {"core": lambda: time_core(root, out, checkpoint), "naive": lambda: time_naive(files, checkpoint)}
+        start = time.perf_counter()
+        scored, genres = timed.get(mode, lambda: time_decode(files, checkpoint))()
+        wall = time.perf_counter() - start
     shutil.rmtree(out, ignore_errors=True)
     return Measure(arch, mode, rnd, len(files), scored, audio_s, wall, rss, genres)
-
-
-def _log(work: Path, out: Path) -> Path:
-    return work / "logs" / f"{out.name}.log"
 
 
 def agreement(a: dict[str, str], b: dict[str, str]) -> float:
