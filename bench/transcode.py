@@ -9,6 +9,8 @@ WAV, empty FLAC, non-audio file, a 0.1 s clip, corrupt M4A, broken symlink) exer
 from __future__ import annotations
 
 import argparse
+import itertools
+import json
 import os
 import shutil
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +21,8 @@ import librosa
 import numpy as np
 import soundfile as sf
 from rich.progress import track
+
+from crnn.atomic import atomic_path, write_text_atomic
 
 LIBSNDFILE_FORMATS = {
     ".aiff": ("AIFF", "PCM_16", 44100),
@@ -68,6 +72,98 @@ def write_m4a(path: Path, data: np.ndarray, rate: int) -> None:
                 out.mux(packet)
         for packet in stream.encode(None):
             out.mux(packet)
+
+
+def write_audio(path: Path, data: np.ndarray, rate: int) -> Path:
+    """Write (time, 2) samples at ``rate`` Hz atomically, in the format ``path``'s suffix names.
+
+    ``.wav`` is 16-bit PCM, ``.m4a`` AAC (:func:`write_m4a`), any suffix of :data:`LIBSNDFILE_FORMATS`
+    its format and subtype (the table's rate is not imposed). Raises ``KeyError`` for another suffix.
+    """
+    suffix = path.suffix.lower()
+    with atomic_path(path, suffix=suffix) as tmp:  # the writers pick the container by the name's suffix
+        if suffix == ".m4a":
+            write_m4a(tmp, data, rate)
+        elif suffix == ".wav":
+            write_libsndfile(tmp, data, rate, "WAV", "PCM_16")
+        else:
+            fmt, subtype, _ = LIBSNDFILE_FORMATS[suffix]
+            write_libsndfile(tmp, data, rate, fmt, subtype)
+    return path
+
+
+MIXED_FORMATS = tuple(itertools.product((".flac", ".mp3", ".ogg", ".m4a", ".wav"), (44100, 48000)))
+"""(suffix, sample rate in Hz) of the tracks of :func:`mixed_library`, used in turn."""
+LONG_FORMATS = ((".flac", 44100), (".ogg", 48000), (".mp3", 44100))
+"""(suffix, sample rate in Hz) of its long tracks, in turn."""
+
+
+def _mixed_plan(sources: list[Path], n_tracks: int, long_sources: list[int]) -> list[tuple[str, list[Path], int]]:
+    """(relative name, sources to concatenate, rate) per file; copies of one source get different formats."""
+    plan = []
+    for i in range(n_tracks):
+        src = sources[i % len(sources)]
+        suffix, rate = MIXED_FORMATS[(i + 3 * (i // len(sources))) % len(MIXED_FORMATS)]
+        plan.append((f"tracks/{i:04d}-{src.stem}-{rate // 1000}k{suffix}", [src], rate))
+    for k, n in enumerate(long_sources):
+        suffix, rate = LONG_FORMATS[k % len(LONG_FORMATS)]
+        parts = [sources[(7 * k + j) % len(sources)] for j in range(n)]
+        plan.append((f"long/long-{k}-{n}x-{rate // 1000}k{suffix}", parts, rate))
+    return plan
+
+
+def _build_one(root: Path, name: str, parts: list[Path], rate: int) -> float:
+    """Write one file of the plan unless it exists; return its duration (in seconds)."""
+    path = root / name
+    if path.exists():
+        return sum(sf.info(p).duration for p in parts)
+    pieces = []
+    for src in parts:
+        mono, sr = sf.read(src, dtype="float32", always_2d=True)
+        pieces.append(stereo(mono.mean(axis=1), sr, rate))
+    data = np.concatenate(pieces)
+    write_audio(path, data, rate)
+    return len(data) / rate
+
+
+def mixed_library(
+    sources: list[Path], root: Path, n_tracks: int, long_sources: list[int], workers: int = os.cpu_count() or 1
+) -> dict:
+    """Build (or finish building) a library of copies of ``sources`` in mixed formats, plus long concatenations.
+
+    Track ``i`` is source ``i % len(sources)`` in the ``i``-th entry of :data:`MIXED_FORMATS` (shifted by 3
+    each pass over the sources, so the copies of one source differ); long track ``k`` concatenates
+    ``long_sources[k]`` sources (:data:`LONG_FORMATS`). Every file is written atomically and an existing
+    one is kept, so an interrupted build resumes; the manifest ``<root>.json`` is written last.
+
+    Args:
+        sources: mono or stereo audio files libsndfile reads (e.g. GTZAN WAVs).
+        root: the library folder (created).
+        n_tracks: number of single-source tracks.
+        long_sources: sources per long track, one entry per long track.
+        workers: threads writing files at once.
+
+    Returns:
+        The manifest: ``files`` (``path`` relative to ``root``, ``seconds``), ``tracks``, ``long_sources``.
+
+    Raises:
+        ValueError: no sources.
+    """
+    if not sources:
+        raise ValueError("no source audio to build the library from")
+    manifest_path = root.with_suffix(".json")
+    wanted = {"tracks": n_tracks, "long_sources": list(long_sources)}
+    if manifest_path.exists() and root.is_dir():
+        manifest = json.loads(manifest_path.read_text())
+        if {k: manifest.get(k) for k in wanted} == wanted:
+            return manifest
+    plan = _mixed_plan(sources, n_tracks, long_sources)
+    with ThreadPoolExecutor(workers) as pool:
+        jobs = pool.map(lambda p: _build_one(root, *p), plan)
+        seconds = list(track(jobs, total=len(plan), description=f"building {root.name}"))
+    manifest = wanted | {"files": [{"path": name, "seconds": round(s, 3)} for (name, _, _), s in zip(plan, seconds)]}
+    write_text_atomic(manifest_path, json.dumps(manifest, indent=1))
+    return manifest
 
 
 def transcode(src: Path, folder: Path, formats: tuple[str, ...] = ALL_FORMATS) -> list[Path]:
