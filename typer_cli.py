@@ -2,27 +2,60 @@
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import inspect
-import json
-import logging
+import atexit
 import os
-import threading
-import time
-from pathlib import Path
-from typing import Annotated
+import sys
+
+_EXIT_STATUS: list[int] = []
+"""The status :func:`main` ends with, recorded once the command has returned (or failed with a one-line message)."""
+
+
+def _end_without_teardown() -> None:
+    """The last at-exit step of a command that returned: flush logging and stdio, then ``os._exit`` with its status.
+
+    Registered before any import registers its own, so it runs after all of them and after Python has joined
+    the non-daemon threads and run ``threading``'s at-exit calls (Prefect's log and event queues drain there,
+    and :func:`infra.prefect_api.prefect_api` drained them already). What it skips is the interpreter's
+    teardown of torch, MLflow and Prefect's modules (2-3 s of garbage collection that saves nothing): every
+    record is in the Prefect API, the MLflow store and the output files by then. A command that raised an
+    unexpected error (or ran with ``--debug``) ends the normal way.
+    """
+    if not _EXIT_STATUS:
+        return
+    import logging
+
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed or broken pipe: nothing more can be written anyway
+            pass
+    os._exit(_EXIT_STATUS[0])
+
+
+if __name__ == "__main__":  # first registered, last run (atexit runs handlers in reverse order)
+    atexit.register(_end_without_teardown)
+
+import contextlib  # noqa: E402
+import functools  # noqa: E402
+import inspect  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Annotated  # noqa: E402
 
 # The temporary Prefect API of a run without PREFECT_API_URL must come up on a busy 2-core machine too:
 # Prefect's default 20 s start-up timeout was seen to expire there (with both cores training).
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 import typer  # noqa: E402
-from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
-from rich.table import Table
+from rich.console import Console  # noqa: E402
+from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn  # noqa: E402
+from rich.table import Table  # noqa: E402
 
-from crnn.requests import (
+from crnn.requests import (  # noqa: E402
     DEFAULT_MODEL_URI,
     FLAGS,
     DeploymentRequest,
@@ -36,9 +69,9 @@ from crnn.requests import (
     field_names,
     first_error,
 )
-from infra.prefect_api import PrefectApiError, prefect_api
-from infra.redact import conceal, redact
-from infra.sources import fetch_dataset
+from infra.prefect_api import PrefectApiError, prefect_api  # noqa: E402
+from infra.redact import conceal, redact  # noqa: E402
+from infra.sources import fetch_dataset  # noqa: E402
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -503,15 +536,23 @@ def _expected(exc: BaseException) -> bool:
 
 
 def main() -> None:
-    """Run the CLI; the project's own errors print one line (``error: ...``, exit code 1) unless ``--debug``."""
+    """Run the CLI; the project's own errors print one line (``error: ...``, exit code 1) unless ``--debug``.
+
+    The exit status is recorded for :func:`_end_without_teardown` (Click ends every command with ``SystemExit``).
+    """
     try:
-        app()
-    except Exception as exc:
-        if _DEBUG["traceback"] or not _expected(exc):
-            raise
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        console.print(f"[red]error:[/] {first}  (--debug shows the traceback)", highlight=False, soft_wrap=True)
-        raise SystemExit(1) from None
+        try:
+            app()
+        except Exception as exc:
+            if _DEBUG["traceback"] or not _expected(exc):
+                raise
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            console.print(f"[red]error:[/] {first}  (--debug shows the traceback)", highlight=False, soft_wrap=True)
+            raise SystemExit(1) from None
+    except SystemExit as exc:
+        code = exc.code
+        _EXIT_STATUS.append(code if isinstance(code, int) else 0 if code is None else 1)  # as Python would
+        raise
 
 
 if __name__ == "__main__":

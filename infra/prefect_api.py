@@ -3,7 +3,8 @@
 Without ``PREFECT_API_URL`` (environment or Prefect profile), Prefect itself starts a temporary API
 server inside the first flow call and waits for it there, after every import of the command, then
 waits up to 5 s for it to stop. :func:`prefect_api` starts the same kind of server (``prefect server
-start --no-ui --no-services``: the API only, its records in ``$PREFECT_HOME``'s database as before)
+start --no-ui`` with Prefect's ephemeral services: the API, the task-run recorder and the event
+persister, its records in ``$PREFECT_HOME``'s database as before)
 as soon as a command's options are valid, so that it comes up on another core while the command
 imports torch and MLflow and checks its services; the flow then only waits for what is left of the
 start-up, and the server is stopped at once when the command ends (after Prefect's log and event
@@ -30,6 +31,9 @@ logger = logging.getLogger(__name__)
 HOST = "127.0.0.1"
 STOP_TIMEOUT_S = 10.0
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+EPHEMERAL_SERVER_ENV = {"PREFECT__SERVER_EPHEMERAL": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+"""The temporary server runs the services of Prefect's own temporary server, no more: its task-run recorder and
+event persister (task runs reach the API as events; ``--no-services`` would drop them), not its scheduler."""
 
 
 class PrefectApiError(RuntimeError):
@@ -51,6 +55,7 @@ class PrefectApi:
     def __init__(self, url: str, process: subprocess.Popen | None = None, log: Path | None = None) -> None:
         self.url, self.process, self.log = url, process, log
         self._ready = process is None
+        self._used = False  # ready() was called: flows may have queued logs and events for the API
         self._settings = contextlib.ExitStack()
 
     @property
@@ -67,6 +72,7 @@ class PrefectApi:
             PrefectApiError: the temporary server exited, or did not answer within ``timeout_s`` seconds
                 (default: Prefect's ``PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS``).
         """
+        self._used = True
         if self._ready:
             return self.url
         import requests
@@ -98,12 +104,16 @@ class PrefectApi:
         return lines[-1] if lines else f"no output (see {self.log})"
 
     def close(self) -> None:
-        """Send Prefect's queued logs and events, then stop a temporary server (SIGTERM, SIGKILL after 10 s)."""
+        """Send Prefect's queued logs and events (to either API), then stop a temporary server (SIGTERM, SIGKILL after 10 s).
+
+        After it, every flow and task run, state and log of this process is in the API's database, so the
+        command may end without the interpreter's own at-exit drain (see ``typer_cli.main``).
+        """
+        if self._used and self._ready:
+            _drain_prefect_queues()
         if self.process is None:
             return
-        if self._ready:
-            _drain_prefect_queues()
-            self._settings.close()
+        self._settings.close()
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGTERM)
         try:
@@ -137,7 +147,7 @@ def _end_with_parent() -> None:
 
 
 def start_temporary_server() -> PrefectApi:
-    """Start ``prefect server start --no-ui --no-services`` on a free loopback port; do not wait for it.
+    """Start ``prefect server start --no-ui`` (:data:`EPHEMERAL_SERVER_ENV`) on a free loopback port; do not wait for it.
 
     Its stderr goes to ``$PREFECT_HOME/temporary-server.log``; its database is ``$PREFECT_HOME``'s,
     as for Prefect's own temporary server, so a later ``prefect server start`` shows the runs.
@@ -148,7 +158,7 @@ def start_temporary_server() -> PrefectApi:
     home.mkdir(parents=True, exist_ok=True)
     port, log = _free_port(), home / "temporary-server.log"
     prefect = shutil.which("prefect", path=str(Path(sys.executable).parent)) or "prefect"
-    cmd = [prefect, "server", "start", "--host", HOST, "--port", str(port), "--no-ui", "--no-services"]
+    cmd = [prefect, "server", "start", "--host", HOST, "--port", str(port), "--no-ui"]
     with open(log, "wb") as err:
         process = subprocess.Popen(
             cmd,
@@ -157,7 +167,7 @@ def start_temporary_server() -> PrefectApi:
             stderr=err,
             start_new_session=True,  # Ctrl-C reaches the command, which stops the server itself
             preexec_fn=_end_with_parent,
-            env=os.environ | {"PREFECT_SERVER_ANALYTICS_ENABLED": "false"},
+            env=os.environ | EPHEMERAL_SERVER_ENV,
         )
     url = f"http://{HOST}:{port}/api"
     logger.info(
