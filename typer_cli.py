@@ -71,7 +71,6 @@ from crnn.requests import (  # noqa: E402
 )
 from infra.prefect_api import PrefectApiError, prefect_api  # noqa: E402
 from infra.redact import conceal, redact  # noqa: E402
-from infra.sources import fetch_dataset  # noqa: E402
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -224,6 +223,8 @@ def _validated(request_type: type[Request], fields: dict):
 
 def _fetch_with_progress(source: str, work_dir: Path, sha256: str = "") -> Path:
     """Download/extract ``source`` with a progress bar (a no-op for folders and cached archives)."""
+    from infra.sources import fetch_dataset  # with crnn.audio's decoders: not needed by score, --help or bad options
+
     with Progress(
         "[progress.description]{task.description}",
         BarColumn(),

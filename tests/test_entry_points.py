@@ -153,6 +153,17 @@ def test_the_request_module_is_light() -> None:
     assert done.stdout.strip() == "[]"
 
 
+def test_the_cli_module_is_light() -> None:
+    """--help and bad options answer in about a second: the CLI imports no numerics, decoders, Prefect or MLflow."""
+    import subprocess
+    import sys
+
+    heavy = {"numpy", "torch", "pandas", "av", "prefect", "mlflow", "sqlalchemy"}
+    code = f"import sys, typer_cli; print(sorted({heavy!r} & set(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
 # A valid non-default value for every train-flow option that belongs to the PipelineConfig.
 NON_DEFAULTS = {
     "split": "index",
