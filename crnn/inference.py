@@ -66,9 +66,9 @@ class InferenceSettings:
             and the same accuracy (0.86); the cross-artist excerpts are one segment each either way.
         runtime: one of :data:`RUNTIMES`. ``onnxruntime`` runs the model's exported classifier (attached by
             :func:`load_checkpoint` from a registered model's ``.onnx`` artifact; ``channels_last`` and ``bf16``
-            do not apply to it): on 2 busy CPU cores 5.8x (musicnn-linear) and 7.8x (crnn-attention) the torch
-            fp32 forward, the same genres and probabilities within :data:`crnn.onnx_runtime.ONNX_PROB_TOLERANCE`
-            (``bench/inference_variants.py``; the whole scoring core, decoding included: 1.2x and 1.0x).
+            do not apply to it): on one CPU thread 1.5x (musicnn-linear) and 2.3x (crnn-attention) the kept
+            torch forward, 5-12x on two threads of a busy 2-core machine; the same genres and probabilities
+            within :data:`crnn.onnx_runtime.ONNX_PROB_TOLERANCE` (``bench/inference_variants.py``).
     """
 
     batch_size: int
