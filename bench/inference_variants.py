@@ -13,8 +13,9 @@ Variants: ``fp32`` (contiguous layout, the model's batch size: the path before t
 ``bf16`` (autocast; emulated, and slow, on CPUs without native bfloat16), ``batch-1``,
 ``compile`` (``torch.compile`` of ``classify``), ``int8`` (dynamic quantization of Linear/GRU/LSTM),
 ``threads-N`` (the kept settings on N intra-op threads, against ``--threads`` for the others)
-and ``onnxruntime`` (when importable: it is not a project dependency; put it on ``PYTHONPATH``
-for a trial). Equality needs trained weights (``--checkpoint``); fresh weights are fine for speed.
+and ``onnxruntime`` (the classifier exported as at registration, :mod:`crnn.onnx_runtime`, run by
+:func:`crnn.inference.segment_probs` with ``runtime="onnxruntime"``: what scoring and serving use
+on a CPU). Equality needs trained weights (``--checkpoint``); fresh weights are fine for speed.
 
 ``--overlap-data FOLDER`` also scores a checkpoint's tracks with and without the training-time
 segment overlap (accuracy by folder name = genre, agreement, forward time per track).
@@ -25,7 +26,6 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
-import importlib
 import statistics
 import sys
 import time
@@ -47,6 +47,7 @@ from crnn.inference import (
     segment_probs,
 )
 from crnn.models import GenreNet
+from crnn.onnx_runtime import attach, export_classifier
 from crnn.zoo import build_model
 
 Variant = Callable[[torch.Tensor], np.ndarray]
@@ -90,34 +91,16 @@ def _int8(model: GenreNet) -> Variant:
     return lambda segments: segment_probs(quantized, segments, inference_settings(model))
 
 
-class _Classify(nn.Module):
-    def __init__(self, model: GenreNet) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, log_mel: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.model.classify(log_mel), dim=-1)
-
-
-def _onnx(model: GenreNet, example: torch.Tensor, work: Path) -> Variant | None:
-    # A trial, not a project dependency (not in requirements.in, so not imported by name: the declared-imports
-    # check of tests/test_requirements.py reads named imports). Without it on PYTHONPATH the variant is skipped.
-    try:
-        ort = importlib.import_module("onnxruntime")
-    except ImportError:
-        return None
-    path = work / f"{model.model_cfg.architecture}.onnx"
-    wrapped = _Classify(copy.deepcopy(model).to(memory_format=torch.contiguous_format).eval())
-    batch = torch.export.Dim("batch", min=1, max=1024)
-    torch.onnx.export(wrapped, (example,), str(path), dynamic_shapes=({0: batch},), dynamo=True)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    return lambda segments: session.run(None, {name: segments.numpy()})[0]
+def _onnx(model: GenreNet, work: Path) -> Variant:
+    """What a registered model scores with on a CPU: its exported classifier in ONNX Runtime (crnn.onnx_runtime)."""
+    exported = copy.deepcopy(model)  # a copy: attaching must not change the other variants' model
+    path = export_classifier(exported, work / f"{model.model_cfg.architecture}.onnx")
+    if not attach(exported, path):
+        raise RuntimeError(f"{path}: ONNX Runtime cannot load the exported classifier")
+    return lambda segments: segment_probs(exported, segments, inference_settings(exported))
 
 
-def variants(model: GenreNet, example: torch.Tensor, work: Path, names: set[str]) -> dict[str, Variant]:
+def variants(model: GenreNet, work: Path, names: set[str]) -> dict[str, Variant]:
     """The variants of ``model`` named in ``names`` (``fp32`` always first)."""
     builders: dict[str, Callable[[], Variant | None]] = {
         "fp32": lambda: _plain(model),
@@ -127,7 +110,7 @@ def variants(model: GenreNet, example: torch.Tensor, work: Path, names: set[str]
         "batch-1": lambda: _plain(model, batch_size=1, channels_last=model.inference_channels_last),
         "compile": lambda: _compiled(model),
         "int8": lambda: _int8(model),
-        "onnxruntime": lambda: _onnx(model, example, work),
+        "onnxruntime": lambda: _onnx(model, work),
     }
     for name in sorted(n for n in names if n.startswith("threads-")):
         threads = int(name.removeprefix("threads-"))
@@ -149,7 +132,7 @@ def track_segments(model: GenreNet, paths: list[Path]) -> list[torch.Tensor]:
 def compare(model: GenreNet, paths: list[Path], rounds: int, names: set[str], work: Path) -> None:
     """Time every variant of ``model`` on ``paths`` (alternating, ``rounds`` times) and print the table."""
     segments = track_segments(model, paths)
-    runs = variants(model, segments[0], work, names)
+    runs = variants(model, work, names)
     probs = {name: np.stack([run(s).mean(axis=0) for s in segments]) for name, run in runs.items()}  # warm-up
     times: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(rounds):

@@ -14,9 +14,11 @@ from crnn.audio import load_audio, to_mono_resampled
 from crnn.config import FeatureConfig, PipelineConfig
 from crnn.features import segment_log_mel
 from crnn.models import GenreNet
+from crnn.onnx_runtime import attach, attached
 from crnn.zoo import build_model
 
 __all__ = [
+    "RUNTIMES",
     "InferenceSettings",
     "build_model",
     "checkpoint_labels",
@@ -40,6 +42,10 @@ def cpu_has_native_bf16() -> bool:
     return any(check is not None and check() for check in checks)
 
 
+RUNTIMES = ("torch", "onnxruntime")
+"""Engines a forward can run in: torch, or ONNX Runtime on the classifier exported at registration (:mod:`crnn.onnx_runtime`)."""
+
+
 @dataclass(frozen=True)
 class InferenceSettings:
     """How a model runs at prediction time: the one place scoring, serving and evaluation take it from.
@@ -58,16 +64,24 @@ class InferenceSettings:
             training-time ``overlap_s``. Default 0: crnn-attention's 1.5 s overlap doubles the forward
             passes (18 against 10 segments per 30 s track) for the same genre on 100/100 gtzan_mini tracks
             and the same accuracy (0.86); the cross-artist excerpts are one segment each either way.
+        runtime: one of :data:`RUNTIMES`. ``onnxruntime`` runs the model's exported classifier (attached by
+            :func:`load_checkpoint` from a registered model's ``.onnx`` artifact; ``channels_last`` and ``bf16``
+            do not apply to it): on one CPU thread 1.5x (musicnn-linear) and 2.3x (crnn-attention) the kept
+            torch forward, 5-12x on two threads of a busy 2-core machine; the same genres and probabilities
+            within :data:`crnn.onnx_runtime.ONNX_PROB_TOLERANCE` (``bench/inference_variants.py``).
     """
 
     batch_size: int
     channels_last: bool = True
     bf16: bool = False
     overlap_s: float | None = 0.0
+    runtime: str = "torch"
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1 segment, got {self.batch_size}")
+        if self.runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {self.runtime!r}")
 
     def features(self, cfg: FeatureConfig) -> FeatureConfig:
         """``cfg`` with the segmentation scoring uses (``overlap_s``); the spectral settings are the model's."""
@@ -85,12 +99,15 @@ BF16_PROB_TOLERANCE = 0.02
 def inference_settings(model: GenreNet) -> InferenceSettings:
     """The measured fastest equal settings for ``model`` on the device its parameters are on.
 
-    CPU: the model's ``inference_batch_size`` and bf16 autocast where the CPU has native bfloat16
-    (:func:`cpu_has_native_bf16`). GPU: :data:`ACCELERATOR_BATCH_SIZE` segments per pass, fp32. The
+    CPU: the model's ``inference_batch_size``; ONNX Runtime when the model has an exported classifier attached
+    (:func:`crnn.onnx_runtime.attached`), else torch with bf16 autocast where the CPU has native bfloat16
+    (:func:`cpu_has_native_bf16`). GPU: :data:`ACCELERATOR_BATCH_SIZE` segments per pass, torch fp32. The
     layout is the model's ``inference_channels_last`` (musicnn is slower in channels-last).
     """
     device = next(model.parameters()).device
     layout = model.inference_channels_last
+    if device.type == "cpu" and attached(model) is not None:
+        return InferenceSettings(model.inference_batch_size, channels_last=layout, runtime="onnxruntime")
     if device.type == "cpu":
         return InferenceSettings(model.inference_batch_size, channels_last=layout, bf16=cpu_has_native_bf16())
     return InferenceSettings(ACCELERATOR_BATCH_SIZE, channels_last=layout)
@@ -120,10 +137,18 @@ def segment_probs(model: GenreNet, segments: torch.Tensor, settings: InferenceSe
 
     Returns:
         float32, shape (n_segments, n_classes); each row sums to 1.
+
+    Raises:
+        ValueError: ``settings.runtime`` is ``onnxruntime`` and ``model`` has no exported classifier attached.
     """
     settings = settings or inference_settings(model)
-    device = next(model.parameters()).device
     step = settings.batch_size
+    if settings.runtime == "onnxruntime":
+        classifier = attached(model)
+        if classifier is None:
+            raise ValueError("runtime 'onnxruntime' needs the model's exported classifier (load_checkpoint(onnx=...))")
+        return np.concatenate([classifier(segments[i : i + step]) for i in range(0, len(segments), step)])
+    device = next(model.parameters()).device
     with settings.autocast(device):
         probs = [
             torch.softmax(model.classify(segments[i : i + step].to(device)).float(), dim=-1)
@@ -180,8 +205,14 @@ def checkpoint_labels(path: str | Path) -> tuple[str, ...]:
     return _config(state).model.labels
 
 
-def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tuple[GenreNet, PipelineConfig]:
+def load_checkpoint(
+    path: str | Path, device: torch.device | str = "cpu", onnx: str | Path | None = None
+) -> tuple[GenreNet, PipelineConfig]:
     """Rebuild the model saved by :func:`checkpoint_state` in eval mode on ``device``.
+
+    With ``onnx`` (the classifier :func:`crnn.onnx_runtime.export_classifier` wrote for this checkpoint) and
+    a CPU ``device``, the model scores in ONNX Runtime (:func:`inference_settings`); a file that does not
+    load is logged and the model scores with torch.
 
     The class comes from the config's ``model.architecture`` (checkpoints written before the
     model zoo have none and are ``crnn-attention``; those written before calibration get
@@ -196,7 +227,10 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tup
     weights = state["state_dict"]
     weights.setdefault("temperature", torch.ones(()))  # checkpoints from before calibration
     model.load_state_dict(weights)
-    return prepare_for_inference(model.to(device)), cfg
+    model = prepare_for_inference(model.to(device))
+    if onnx is not None:
+        attach(model, onnx)
+    return model, cfg
 
 
 @torch.inference_mode()

@@ -32,6 +32,9 @@ from mlflow.pyfunc import PythonModel
 SERVE_ROOT_ENV = "GENRE_CRNN_SERVE_ROOT"
 """Environment variable naming the one folder whose files ``path`` rows may name (symlinks resolved);
 unset or empty: ``path`` rows are refused."""
+ONNX_ARTIFACT = "onnx"
+"""Artifact key of the exported segment classifier (``classifier.onnx``) beside the ``checkpoint``; models
+logged before it, or whose export failed, have none and score with torch."""
 
 
 class InvalidModelInput(MlflowException):
@@ -117,13 +120,19 @@ class GenreModel(PythonModel):
     """Whole-track genre classifier over a :class:`crnn.models.GenreNet` checkpoint."""
 
     def load_context(self, context) -> None:
-        """Load the checkpoint artifact ``checkpoint`` on CUDA when available, else CPU."""
+        """Load the checkpoint artifact ``checkpoint`` on CUDA when available, else CPU.
+
+        On the CPU the model scores in ONNX Runtime when the model carries its exported classifier (artifact
+        ``onnx``, see :func:`infra.registry.log_model`); models logged without one score with torch.
+        """
         import torch  # here, not at the top: infra.registry imports paths_allowed, and batch scoring must not pay torch
 
         from crnn.inference import load_checkpoint
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.model, self.cfg = load_checkpoint(context.artifacts["checkpoint"], device)
+        self.model, self.cfg = load_checkpoint(
+            context.artifacts["checkpoint"], device, context.artifacts.get(ONNX_ARTIFACT)
+        )
         self.genres = list(self.cfg.model.labels)
 
     def _probs(self, row: pd.Series) -> np.ndarray:

@@ -23,7 +23,7 @@ from mlflow.types.schema import Array, ColSpec, Schema
 from crnn import GENRES, promotion
 from crnn.promotion import SELECTION_METRIC, Challenger, ChampionEvidence, Decision
 from crnn.requests import CHALLENGER, CHAMPION, MODEL_NAME  # noqa: F401 - registry.MODEL_NAME for callers
-from infra.genre_model import paths_allowed
+from infra.genre_model import ONNX_ARTIFACT, paths_allowed
 from infra.requirements import model_requirements
 from infra.tracking import SPLIT_ARTIFACT_DIR
 
@@ -65,18 +65,53 @@ def pip_requirements() -> list[str]:
     return model_requirements()
 
 
+ONNX_TAG = "onnx_classifier"
+"""Run tag: whether the classifier was exported (with its largest probability difference to torch), or why not."""
+
+
+def export_onnx(checkpoint: str | Path, folder: str | Path) -> tuple[Path | None, str]:
+    """Export the checkpoint's segment classifier to ``folder/classifier.onnx`` and check it against torch.
+
+    Returns:
+        ``(path, note)``: the checked file and its largest probability difference to torch, or ``(None, reason)``
+        when the export or the check failed (never raised: the model then scores with torch).
+    """
+    from crnn.inference import load_checkpoint
+    from crnn.onnx_runtime import OnnxClassifier, check_classifier, export_classifier
+
+    path = Path(folder) / "classifier.onnx"
+    try:
+        model, _ = load_checkpoint(checkpoint)
+        export_classifier(model, path)
+        worst = check_classifier(model, OnnxClassifier(path))
+    except Exception as exc:  # noqa: BLE001 - a failed export must not fail registration
+        log.warning(
+            "ONNX export of %s failed, the model will score with torch: %s: %s", checkpoint, type(exc).__name__, exc
+        )
+        path.unlink(missing_ok=True)
+        return None, f"not exported ({type(exc).__name__}: {exc})"[:500]
+    return path, f"exported; max |dprob| against torch {worst:.1e}"
+
+
 def log_model(run_id: str, checkpoint: str | Path, labels: Sequence[str]) -> str:
-    """Log the pyfunc model (code: ``crnn/``; artifact: the checkpoint predicting ``labels``) to the run; return its URI."""
-    with mlflow.start_run(run_id=run_id):
+    """Log the pyfunc model to the run and return its URI.
+
+    Code: ``crnn/``; artifacts: the checkpoint predicting ``labels`` and, when :func:`export_onnx` succeeds,
+    its exported classifier (:data:`ONNX_ARTIFACT`, used for the CPU forward); run tag :data:`ONNX_TAG` says which.
+    """
+    with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(run_id=run_id):
+        onnx, note = export_onnx(checkpoint, tmp)
+        artifacts = {"checkpoint": str(checkpoint)} | ({ONNX_ARTIFACT: str(onnx)} if onnx else {})
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=str(_PROJECT_ROOT / "infra" / "genre_model.py"),
-            artifacts={"checkpoint": str(checkpoint)},
+            artifacts=artifacts,
             code_paths=[str(_PROJECT_ROOT / "crnn")],
             signature=signature(labels),
             input_example=input_example(),
             pip_requirements=pip_requirements(),
         )
+        mlflow.set_tag(ONNX_TAG, note)
     return info.model_uri
 
 
@@ -263,7 +298,8 @@ def resolve_model(model_uri: str, cache_dir: str | Path) -> dict:
     checkpoint's SHA-256.
 
     Returns:
-        ``uri``, ``version`` (the string recorded with every result), ``checkpoint`` (local path) and
+        ``uri``, ``version`` (the string recorded with every result), ``checkpoint`` (local path),
+        ``onnx`` (local path of the exported classifier; ``None`` for models logged without one) and
         ``labels`` (from the signature, so that no checkpoint is opened; ``None`` if it has none).
 
     Raises:
@@ -292,10 +328,18 @@ def resolve_model(model_uri: str, cache_dir: str | Path) -> dict:
         downloaded.rename(local)
         shutil.rmtree(tmp, ignore_errors=True)
     saved = mlflow.models.Model.load(str(local))
-    checkpoint = local / saved.flavors["python_function"]["artifacts"]["checkpoint"]["path"]
+    artifacts = saved.flavors["python_function"].get("artifacts", {})
+    checkpoint = local / artifacts["checkpoint"]["path"]
+    onnx = str(local / artifacts[ONNX_ARTIFACT]["path"]) if ONNX_ARTIFACT in artifacts else None
     if version is None:
         version = f"{model_uri}#sha256={file_sha256(checkpoint)[:12]}"
-    return {"uri": model_uri, "version": version, "checkpoint": str(checkpoint), "labels": signature_labels(saved)}
+    return {
+        "uri": model_uri,
+        "version": version,
+        "checkpoint": str(checkpoint),
+        "onnx": onnx,
+        "labels": signature_labels(saved),
+    }
 
 
 def _parse_models_uri(uri: str) -> tuple[str, str] | None:

@@ -93,11 +93,16 @@ _load_lock = threading.Lock()
 
 
 @functools.lru_cache(maxsize=2)
-def _load(checkpoint: str, device: str) -> GenreNet:
-    return load_checkpoint(checkpoint, resolve_device(device))[0]
+def _load(checkpoint: str, device: str, onnx: str | None) -> GenreNet:
+    return load_checkpoint(checkpoint, resolve_device(device), onnx)[0]
 
 
-def loaded_model(checkpoint: str, device: str) -> GenreNet:
-    """The checkpoint's model in eval mode, loaded once per worker process and device (threads wait for it)."""
+def loaded_model(checkpoint: str, device: str, onnx: str | None = None) -> GenreNet:
+    """The checkpoint's model in eval mode, loaded once per worker process and device (threads wait for it).
+
+    With ``onnx`` (the registered model's exported classifier, :func:`infra.registry.resolve_model`) the
+    model scores in ONNX Runtime on a CPU, one session per worker process, on as many intra-op threads
+    as torch has when the model is loaded (:func:`crnn.inference.load_checkpoint`); without it, with torch.
+    """
     with _load_lock:
-        return _load(checkpoint, device)
+        return _load(checkpoint, device, onnx)

@@ -113,7 +113,7 @@ def score_chunk(
     from scoring.prepare import loaded_model  # torch: imported by the runs that score a file, not by every run
 
     started = time.time()
-    net = loaded_model(model["checkpoint"], device)
+    net = loaded_model(model["checkpoint"], device, model.get("onnx"))
     with LibraryStore(store_path(output_dir)) as store:
         counts = engine.score_files(
             files, net, store, model, run_id, options, Path(output_dir) / "s3-cache", task_logger()

@@ -35,6 +35,9 @@ CRNN_ALLOWED_ROOTS = {
     # two-level-header tracks.csv (crnn.fma).
     "mutagen",
     "pandas",
+    # onnxruntime: the CPU forward of a registered model's exported classifier (crnn.onnx_runtime), chosen
+    # where InferenceSettings chooses every other forward setting.
+    "onnxruntime",
 }
 """Third-party packages crnn/ may import: everything else is the standard library."""
 FLOW_ALLOWED_ROOTS = {"prefect", "prefect_dask", "pydantic", "tasks", "flows"}

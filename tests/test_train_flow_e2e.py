@@ -138,6 +138,7 @@ def test_mlflow_run_main_entry_point(mlflow_store, gtzan_slice, tmp_path):
     predict = predict.replace("-i clips.json", f"-i {tmp_path / 'clips.json'}")  # the user's file
     done = subprocess.run(["bash", "-c", predict], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
+    assert "scoring with torch" not in done.stderr  # onnxruntime is in the model's environment: its classifier ran
     (row,) = json.loads(done.stdout[done.stdout.index("{") :])["predictions"]
     probs = [row[f"prob_{g}"] for g in GENRES]
     assert row["genre"] in GENRES and all(np.isfinite(probs)) and sum(probs) == pytest.approx(1.0, abs=1e-4)
