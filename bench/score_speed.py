@@ -94,8 +94,13 @@ def bench_env(work: Path) -> dict[str, str]:
     }
 
 
-def register_models(architectures: list[str], work: Path) -> dict[str, tuple[str, Path]]:
-    """Register a freshly initialised model per architecture as champion (once); architecture -> (URI, checkpoint)."""
+def register_models(architectures: list[str], work: Path) -> dict[str, tuple[str, Path, Path | None]]:
+    """Register a freshly initialised model per architecture as champion (once).
+
+    Returns:
+        architecture -> (model URI, checkpoint, its exported ONNX classifier or None where the export failed):
+        the in-process core scores with what ``score`` resolves from the registry.
+    """
     import mlflow
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
@@ -115,10 +120,11 @@ def register_models(architectures: list[str], work: Path) -> dict[str, tuple[str
     models = {}
     for arch in architectures:
         name, checkpoint = f"{registry.MODEL_NAME}-bench-{arch}", work / "models" / f"{arch}.pt"
-        models[arch] = (f"models:/{name}@{registry.CHAMPION}", checkpoint)
+        uri = f"models:/{name}@{registry.CHAMPION}"
         try:
             client.get_model_version_by_alias(name, registry.CHAMPION)
             if checkpoint.exists():
+                models[arch] = (uri, checkpoint, registry.resolve_model(uri, work / "model-cache")["onnx"])
                 continue
         except MlflowException:
             pass
@@ -130,6 +136,7 @@ def register_models(architectures: list[str], work: Path) -> dict[str, tuple[str
         model_uri = registry.log_model(run.info.run_id, checkpoint, cfg.model.labels)
         version = mlflow.register_model(model_uri, name).version
         client.set_registered_model_alias(name, registry.CHAMPION, version)
+        models[arch] = (uri, checkpoint, registry.resolve_model(uri, work / "model-cache")["onnx"])
     return models
 
 
@@ -175,8 +182,11 @@ def score_command(library: Path, output_dir: Path, model_uri: str) -> list[str]:
     return [sys.executable, "typer_cli.py", "score", *options]
 
 
-def time_core(library: Path, output_dir: Path, checkpoint: Path) -> tuple[int, dict[str, str]]:
-    """What ``score-chunk`` runs, in process: plan, load the model, score the chunks on ``CHUNK_WORKERS`` threads."""
+def time_core(library: Path, output_dir: Path, checkpoint: Path, onnx: Path | None) -> tuple[int, dict[str, str]]:
+    """What ``score-chunk`` runs, in process: plan, load the model, score the chunks on ``CHUNK_WORKERS`` threads.
+
+    The model scores with its registered ONNX classifier (``onnx``) as ``score`` does; torch without one.
+    """
     from flows.batch_score_flow import CHUNK_WORKERS
     from scoring import engine
     from scoring.prepare import loaded_model
@@ -187,7 +197,7 @@ def time_core(library: Path, output_dir: Path, checkpoint: Path) -> tuple[int, d
     planned = engine.plan_run(request.library, output_dir, model, run_id, chunk_size=request.chunk_size)
 
     def chunk(files: list[dict]) -> None:
-        net = loaded_model(str(checkpoint), request.device)
+        net = loaded_model(str(checkpoint), request.device, str(onnx) if onnx else None)
         with LibraryStore(store_path(output_dir)) as store:
             engine.score_files(files, net, store, model, run_id, request.scoring_options(), output_dir / "s3-cache")
 
@@ -236,9 +246,9 @@ def time_decode(files: list[Path], checkpoint: Path) -> tuple[int, dict[str, str
     return len(files), {}
 
 
-def measure(mode: str, arch: str, rnd: int, library: dict, model: tuple[str, Path], work: Path) -> Measure:
+def measure(mode: str, arch: str, rnd: int, library: dict, model: tuple[str, Path, Path | None], work: Path) -> Measure:
     """Time one ``mode`` for one architecture, with a fresh output folder (removed afterwards)."""
-    uri, checkpoint = model
+    uri, checkpoint, onnx = model
     root, out = Path(library["root"]), work / "runs" / f"{arch}-{mode}-r{rnd}"
     shutil.rmtree(out, ignore_errors=True)
     files = [] if mode == "startup" else [root / f["path"] for f in library["files"]]
@@ -251,7 +261,7 @@ def measure(mode: str, arch: str, rnd: int, library: dict, model: tuple[str, Pat
         genres = store_genres(out) if mode == "score" else {}
         scored = len(genres)
     else:
-        timed = {"core": lambda: time_core(root, out, checkpoint), "naive": lambda: time_naive(files, checkpoint)}
+        timed = {"core": lambda: time_core(root, out, checkpoint, onnx), "naive": lambda: time_naive(files, checkpoint)}
         start = time.perf_counter()
         scored, genres = timed.get(mode, lambda: time_decode(files, checkpoint))()
         wall = time.perf_counter() - start
